@@ -1,0 +1,36 @@
+//! Skiff's view of the Kubernetes API, with no I/O.
+//!
+//! A short tour:
+//! - [`resources`]: the static table of every served resource (group, version,
+//!   kind, scope, short names, subresources). Everything else keys off it.
+//! - [`status`]: the `Status` error type that every failure becomes at the API edge.
+//! - [`meta`]: small helpers over `metadata` of JSON objects.
+//! - [`selector`]: label and field selectors (parse once, match many).
+//! - [`validation`] and [`defaults`]: what the API server checks and fills in on writes.
+//! - [`patch`]: JSON, merge, strategic-merge patch and server-side apply, with
+//!   the patch metadata of every built-in list ([`patch::meta`]).
+//! - [`table`]: server-side `Table` columns, as `kubectl get` prints them.
+//! - [`openapi`]: OpenAPI v3 documents built from the k8s-openapi schemas, and
+//!   the strict field check (unknown and duplicate fields) that uses the same schemas.
+//!
+//! Objects travel as `serde_json::Value`: the API server stores and serves JSON, and
+//! the typed k8s-openapi structs are used where a schema is needed.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod defaults;
+pub mod meta;
+pub mod openapi;
+pub mod patch;
+pub mod resources;
+pub mod schema;
+pub mod selector;
+pub mod status;
+pub mod table;
+pub mod validation;
+
+pub use resources::{ResourceInfo, Subresource, RESOURCES};
+pub use status::{Cause, StatusError};
+
+/// The Kubernetes version that Skiff reports and implements.
+pub const KUBERNETES_VERSION: &str = "v1.33.0";

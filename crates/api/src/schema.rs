@@ -34,20 +34,16 @@ fn build() -> Schemas {
         core::v1::Namespace, core::v1::Pod, core::v1::Service, core::v1::Endpoints, core::v1::ConfigMap,
         core::v1::Secret, core::v1::ServiceAccount, core::v1::Node, core::v1::Event, core::v1::PersistentVolume,
         core::v1::PersistentVolumeClaim, core::v1::ResourceQuota, core::v1::LimitRange, core::v1::Binding,
-        core::v1::NamespaceList, core::v1::PodList, core::v1::ServiceList, core::v1::EndpointsList,
-        core::v1::ConfigMapList, core::v1::SecretList, core::v1::ServiceAccountList, core::v1::NodeList,
-        core::v1::EventList, core::v1::PersistentVolumeList, core::v1::PersistentVolumeClaimList,
-        core::v1::ResourceQuotaList, core::v1::LimitRangeList,
         apps::v1::Deployment, apps::v1::ReplicaSet, apps::v1::StatefulSet, apps::v1::DaemonSet,
-        apps::v1::ControllerRevision, apps::v1::DeploymentList, apps::v1::ReplicaSetList,
-        apps::v1::StatefulSetList, apps::v1::DaemonSetList, apps::v1::ControllerRevisionList,
-        batch::v1::Job, batch::v1::CronJob, batch::v1::JobList, batch::v1::CronJobList,
-        discovery::v1::EndpointSlice, discovery::v1::EndpointSliceList,
-        coordination::v1::Lease, coordination::v1::LeaseList,
-        events::v1::Event, events::v1::EventList,
-        node::v1::RuntimeClass, node::v1::RuntimeClassList,
+        apps::v1::ControllerRevision,
+        batch::v1::Job, batch::v1::CronJob,
+        discovery::v1::EndpointSlice,
+        coordination::v1::Lease,
+        events::v1::Event,
+        node::v1::RuntimeClass,
         k8s_openapi::api::autoscaling::v1::Scale, k8s_openapi::api::policy::v1::Eviction,
-        metav1::Status, metav1::DeleteOptions, metav1::WatchEvent, metav1::APIResourceList,
+        metav1::ListMeta,
+        metav1::Status, metav1::DeleteOptions, metav1::APIResourceList,
         metav1::APIGroupList, metav1::APIGroup, metav1::APIVersions, metav1::Patch,
     );
     let defs = gen.take_definitions(true).into_iter().collect();
@@ -95,7 +91,7 @@ impl Schemas {
 
     /// The definition name of `field` in an object schema (following arrays and maps
     /// to their element), if the field's element type is a named definition.
-    pub fn field_definition(&self, object: &Value, field: &str) -> Option<&str> {
+    pub fn field_definition<'a>(&'a self, object: &'a Value, field: &str) -> Option<&'a str> {
         let object = self.resolve(object);
         let mut s = object.get("properties")?.get(field)?;
         for _ in 0..4 {

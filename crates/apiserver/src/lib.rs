@@ -1,1 +1,87 @@
+//! The Kubernetes-compatible API server.
+//!
+//! A short tour:
+//! - [`http`]: TLS, HTTP/1.1 + HTTP/2, authentication, and dispatch to the verbs.
+//! - [`request`]: path and query parsing (upstream's `RequestInfo`).
+//! - [`handlers`]: get, list, create, update, patch, delete(collection), and the
+//!   status, scale, binding and eviction subresources. [`watch`]: chunked watch streams.
+//! - [`write`]: what the server sets and checks on every write (metadata, status,
+//!   generation, defaults, validation, managed fields).
+//! - [`app`]: shared state, the per-resource watch caches, and `guaranteed_update`.
+//! - [`discovery`], [`output`] (JSON, Table, Status), [`alloc`] (cluster IPs, node ports),
+//!   [`lifecycle`] (built-in namespaces, namespace termination, garbage collection),
+//!   [`pki`] (CA, serving certificate, tokens, kubeconfig), [`metrics`].
 #![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod alloc;
+pub mod app;
+pub mod discovery;
+pub mod handlers;
+pub mod http;
+pub mod lifecycle;
+pub mod metrics;
+pub mod object;
+pub mod output;
+pub mod pki;
+pub mod request;
+pub mod watch;
+pub mod write;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use skiff_store::Store;
+
+pub use app::{App, Settings};
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub settings: Settings,
+}
+
+/// A running server; dropping it stops serving.
+pub struct Server {
+    pub app: App,
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Server {
+    /// Starts serving on `config.listen` over `store`: creates credentials on first
+    /// start, fills the watch caches, bootstraps built-in objects, writes the kubeconfig.
+    pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let creds = pki::load_or_create(&config.data_dir, addr)?;
+        let app = App::new(store, app::Tokens { admin: creds.admin_token.clone(), node: creds.node_token.clone() }, config.settings.clone())
+            .await
+            .context("loading the datastore into the watch caches")?;
+        let advertise = http::advertise_address(addr);
+        let tls = http::tls_config(&creds.server_cert_pem, &creds.server_key_pem)?;
+        let router = http::router(app.clone(), advertise.clone());
+        let serve = tokio::spawn(http::serve(listener, tls, router));
+        let advertise_ip = advertise.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()).unwrap_or_default();
+        lifecycle::bootstrap(&app, &advertise_ip, addr.port()).await.map_err(|e| anyhow::anyhow!("bootstrapping built-in objects: {e}"))?;
+        let lifecycle = tokio::spawn(lifecycle::run(app.clone()));
+        app.set_ready(true);
+        let kubeconfig = pki::write_kubeconfig(&config.data_dir, &creds, &[format!("https://{advertise}")])?;
+        Ok(Server { app, addr, kubeconfig, tasks: vec![serve, lifecycle] })
+    }
+}

@@ -1,1 +1,48 @@
-fn main() {}
+//! `skiff`: one binary that runs a Kubernetes-compatible cluster.
+//!
+//! Subcommands live in their own modules: [`server`] runs the API server on the
+//! embedded datastore, [`bench`] measures it.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod bench;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+/// Skiff runs a Kubernetes-compatible cluster from one binary.
+///
+/// Start a server, then point kubectl at the kubeconfig it writes:
+///
+///   skiff server --data-dir /var/lib/skiff --listen 127.0.0.1:6443
+///   KUBECONFIG=/var/lib/skiff/kubeconfig.yaml kubectl get namespaces
+#[derive(Parser)]
+#[command(name = "skiff", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (with its datastore, watch caches and built-in controllers).
+    Server(server::ServerArgs),
+    /// Measure Skiff against baselines taken in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    })
+}

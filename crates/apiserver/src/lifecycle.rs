@@ -1,0 +1,236 @@
+//! What the server keeps true by itself: the built-in namespaces and the `kubernetes`
+//! Service, namespace termination, and garbage collection by owner references
+//! (background, foreground and orphan propagation).
+//!
+//! Both loops are level-triggered: each pass reads the caches, takes the steps the
+//! state calls for, and never assumes it saw every event.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use skiff_api::{meta, resources, ResourceInfo, StatusError, RESOURCES};
+
+use crate::app::{App, Decision};
+use crate::handlers::{self, DeleteOpts};
+use crate::object::Entry;
+use crate::write::{self, Part};
+
+const MANAGER: &str = "skiff-controller-manager";
+
+/// The namespaces that exist from the start.
+pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn res(group: &str, plural: &str) -> &'static ResourceInfo {
+    resources::lookup(group, "v1", plural).expect("registered")
+}
+
+/// Creates the built-in namespaces and the `kubernetes` Service if missing.
+pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), StatusError> {
+    let ns = res("", "namespaces");
+    for name in BUILTIN_NAMESPACES {
+        if app.read(ns, None, name).await?.is_none() {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            match handlers::create_object(app, ns, obj, MANAGER, false).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let svc = res("", "services");
+    if app.read(svc, Some("default"), "kubernetes").await?.is_none() {
+        let first_ip = first_service_ip(app);
+        let obj = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": first_ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}
+        });
+        match handlers::create_object(app, svc, obj, MANAGER, false).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let ep = res("", "endpoints");
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": advertise_ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
+    });
+    app.guaranteed_update(ep, Some("default"), "kubernetes", false, |current| match current {
+        None => Ok(Decision::Write(write::prepare_create(ep, endpoints.clone(), MANAGER, &meta::now_rfc3339())?)),
+        Some(cur) => {
+            let mut new = cur.clone();
+            new["subsets"] = endpoints["subsets"].clone();
+            let new = write::prepare_update(ep, cur, new, Part::Main, MANAGER, &meta::now_rfc3339())?;
+            Ok(handlers::decide_after_update(ep, cur, new))
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+fn first_service_ip(app: &App) -> String {
+    let base = u32::from(app.settings.service_cidr.0);
+    std::net::Ipv4Addr::from(base + 1).to_string()
+}
+
+/// Runs the namespace and garbage-collection loops until the task is dropped.
+pub async fn run(app: App) {
+    let mut last_rev = -1;
+    loop {
+        let rev = app.store.current_revision().await.unwrap_or(last_rev);
+        if rev != last_rev {
+            last_rev = rev;
+            if let Err(e) = pass(&app).await {
+                tracing::warn!("lifecycle pass failed: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// All objects of every resource, as cached.
+fn everything(app: &App) -> Vec<(&'static ResourceInfo, Entry)> {
+    let mut out = Vec::new();
+    for r in RESOURCES {
+        for e in app.cache(r).list(&r.key_prefix(), None, 0, &|_| true).items {
+            out.push((r, e));
+        }
+    }
+    out
+}
+
+async fn pass(app: &App) -> Result<(), StatusError> {
+    let all = everything(app);
+    namespaces(app, &all).await?;
+    garbage_collect(app, &all).await
+}
+
+// === namespace termination ===
+
+async fn namespaces(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> Result<(), StatusError> {
+    let ns_res = res("", "namespaces");
+    let terminating: Vec<&Entry> = all.iter().filter(|(r, e)| r.kind == "Namespace" && e.object.deleting).map(|(_, e)| e).collect();
+    for ns in terminating {
+        let name = ns.object.name.clone();
+        let content: Vec<&(&'static ResourceInfo, Entry)> =
+            all.iter().filter(|(r, e)| r.namespaced && e.object.namespace.as_deref() == Some(name.as_str())).collect();
+        if content.is_empty() {
+            // Empty: drop the `kubernetes` finalizer; the namespace then goes away.
+            app.guaranteed_update(ns_res, None, &name, false, |current| {
+                let Some(cur) = current else { return Ok(Decision::Keep(Value::Null)) };
+                let mut new = cur.clone();
+                new["spec"]["finalizers"] = json!([]);
+                let new = write::prepare_update(ns_res, cur, new, Part::Main, MANAGER, &meta::now_rfc3339())?;
+                Ok(handlers::decide_after_update(ns_res, cur, new))
+            })
+            .await
+            .or_else(ignore_not_found)?;
+            continue;
+        }
+        for (r, e) in content {
+            if e.object.deleting && r.kind != "Pod" {
+                continue;
+            }
+            // Pods in a terminating namespace are removed at once (there may be no node
+            // to finish a graceful deletion).
+            let grace = if r.kind == "Pod" { Some(0) } else { None };
+            let opts = DeleteOpts { grace, propagation: Some("Background".into()), ..Default::default() };
+            handlers::delete_object(app, r, e.object.namespace.as_deref(), &e.object.name, &opts).await.map(|_| ()).or_else(ignore_not_found)?;
+        }
+    }
+    Ok(())
+}
+
+fn ignore_not_found<T: Default>(e: StatusError) -> Result<T, StatusError> {
+    if e.code == 404 {
+        Ok(T::default())
+    } else {
+        Err(e)
+    }
+}
+
+// === garbage collection ===
+
+async fn garbage_collect(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> Result<(), StatusError> {
+    let alive: HashSet<&str> = all.iter().map(|(_, e)| e.object.uid.as_str()).filter(|u| !u.is_empty()).collect();
+    let mut dependents: HashMap<&str, Vec<&(&'static ResourceInfo, Entry)>> = HashMap::new();
+    for item in all {
+        for o in &item.1.object.owners {
+            dependents.entry(o.as_str()).or_default().push(item);
+        }
+    }
+
+    // Owners being deleted with the orphan or foreground finalizer.
+    for (r, owner) in all.iter().filter(|(_, e)| e.object.deleting) {
+        let fin = &owner.object.finalizers;
+        let deps = dependents.get(owner.object.uid.as_str()).cloned().unwrap_or_default();
+        if fin.iter().any(|f| f == "orphan") {
+            for (dr, d) in &deps {
+                remove_owner_ref(app, dr, d, &owner.object.uid).await?;
+            }
+            remove_finalizer(app, r, owner, "orphan").await?;
+        } else if fin.iter().any(|f| f == "foregroundDeletion") {
+            if deps.is_empty() {
+                remove_finalizer(app, r, owner, "foregroundDeletion").await?;
+            } else {
+                for (dr, d) in &deps {
+                    if !d.object.deleting {
+                        let opts = DeleteOpts { propagation: Some("Foreground".into()), ..Default::default() };
+                        handlers::delete_object(app, dr, d.object.namespace.as_deref(), &d.object.name, &opts).await.map(|_| ()).or_else(ignore_not_found)?;
+                    }
+                }
+            }
+        }
+    }
+
+    // Dependents whose owners are all gone are deleted (background propagation).
+    for (r, e) in all {
+        if e.object.owners.is_empty() || e.object.deleting {
+            continue;
+        }
+        if e.object.owners.iter().all(|o| !alive.contains(o.as_str())) {
+            let opts = DeleteOpts { propagation: Some("Background".into()), ..Default::default() };
+            handlers::delete_object(app, r, e.object.namespace.as_deref(), &e.object.name, &opts).await.map(|_| ()).or_else(ignore_not_found)?;
+        }
+    }
+    Ok(())
+}
+
+async fn remove_owner_ref(app: &App, r: &'static ResourceInfo, e: &Entry, owner_uid: &str) -> Result<(), StatusError> {
+    app.guaranteed_update(r, e.object.namespace.as_deref(), &e.object.name, false, |current| {
+        let Some(cur) = current else { return Ok(Decision::Keep(Value::Null)) };
+        let mut new = cur.clone();
+        if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+            refs.retain(|o| o.get("uid").and_then(Value::as_str) != Some(owner_uid));
+            if refs.is_empty() {
+                meta::metadata_mut(&mut new).remove("ownerReferences");
+            }
+        }
+        let new = write::prepare_update(r, cur, new, Part::Main, MANAGER, &meta::now_rfc3339())?;
+        Ok(handlers::decide_after_update(r, cur, new))
+    })
+    .await
+    .map(|_| ())
+    .or_else(ignore_not_found)
+}
+
+async fn remove_finalizer(app: &App, r: &'static ResourceInfo, e: &Entry, finalizer: &str) -> Result<(), StatusError> {
+    app.guaranteed_update(r, e.object.namespace.as_deref(), &e.object.name, false, |current| {
+        let Some(cur) = current else { return Ok(Decision::Keep(Value::Null)) };
+        let mut new = cur.clone();
+        let f: Vec<String> = meta::finalizers(&new).into_iter().filter(|x| x != finalizer).collect();
+        if f.is_empty() {
+            meta::metadata_mut(&mut new).remove("finalizers");
+        } else {
+            meta::metadata_mut(&mut new).insert("finalizers".into(), json!(f));
+        }
+        let new = write::prepare_update(r, cur, new, Part::Main, MANAGER, &meta::now_rfc3339())?;
+        Ok(handlers::decide_after_update(r, cur, new))
+    })
+    .await
+    .map(|_| ())
+    .or_else(ignore_not_found)
+}

@@ -1,0 +1,144 @@
+//! First-start credentials: a cluster CA, the serving certificate, the admin token,
+//! the node join token, and the admin kubeconfig.
+//!
+//! Everything lives under `DATA_DIR/pki/` (mode 0600 keys) except the two files
+//! users and scripts reach for: `DATA_DIR/kubeconfig.yaml` and `DATA_DIR/node-token`.
+
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+/// The credentials a server runs with.
+pub struct Credentials {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    /// Bearer token of the `admin` user (group `system:masters`).
+    pub admin_token: String,
+    /// Bearer token that agents present to join the cluster.
+    pub node_token: String,
+}
+
+const CA_CN: &str = "skiff-ca";
+
+fn ca_params() -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_CN);
+    dn.push(DnType::OrganizationName, "skiff");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    Ok(params)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_or_create(path: &Path, make: impl FnOnce() -> Result<String>) -> Result<String> {
+    match fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let s = make()?;
+            write_private(path, &s)?;
+            Ok(s)
+        }
+    }
+}
+
+/// Loads the credentials in `data_dir`, creating whatever is missing. The serving
+/// certificate is re-issued on every start so that it always names `listen`.
+pub fn load_or_create(data_dir: &Path, listen: SocketAddr) -> Result<Credentials> {
+    let pki = data_dir.join("pki");
+    fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+
+    let ca_key_pem = read_or_create(&pki.join("ca.key"), || Ok(KeyPair::generate()?.serialize_pem()))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).context("reading pki/ca.key")?;
+    let ca_pem = read_or_create(&pki.join("ca.crt"), || Ok(ca_params()?.self_signed(&ca_key)?.pem()))?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+
+    let mut names: Vec<String> = vec![
+        "localhost".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+    ];
+    if let Ok(host) = fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_string());
+        }
+    }
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+        names.push(ip.to_string());
+    }
+    for extra in extra_ips() {
+        if !names.contains(&extra.to_string()) {
+            names.push(extra.to_string());
+        }
+    }
+    let server_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names)?;
+    params.distinguished_name.push(DnType::CommonName, "skiff-apiserver");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    let server_cert = params.signed_by(&server_key, &issuer)?;
+    let server_cert_pem = server_cert.pem();
+    let server_key_pem = server_key.serialize_pem();
+    write_private(&pki.join("server.crt"), &server_cert_pem)?;
+    write_private(&pki.join("server.key"), &server_key_pem)?;
+
+    let admin_token = read_or_create(&pki.join("admin.token"), || Ok(random_token()))?;
+    let node_token = read_or_create(&data_dir.join("node-token"), || Ok(format!("skiff-node::{}", random_token())))?;
+
+    Ok(Credentials { ca_pem, server_cert_pem, server_key_pem, admin_token, node_token })
+}
+
+/// The service CIDR's first address, which the `kubernetes` Service uses.
+fn extra_ips() -> Vec<IpAddr> {
+    vec!["10.96.0.1".parse().expect("valid ip")]
+}
+
+/// Writes `DATA_DIR/kubeconfig.yaml` for the admin user.
+pub fn write_kubeconfig(data_dir: &Path, creds: &Credentials, servers: &[String]) -> Result<PathBuf> {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(creds.ca_pem.as_bytes());
+    let server = servers.first().cloned().unwrap_or_default();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: admin\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
+        token = creds.admin_token
+    );
+    let path = data_dir.join("kubeconfig.yaml");
+    write_private(&path, &yaml)?;
+    Ok(path)
+}

@@ -1,0 +1,246 @@
+//! How objects are prepared for the store on create and update: server-set metadata,
+//! status handling, generation, defaulting, validation and field ownership.
+
+use serde_json::{json, Map, Value};
+use skiff_api::{defaults, meta, patch, validation, ResourceInfo, StatusError};
+
+/// Characters upstream uses for `generateName` suffixes (no vowels, no confusables).
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `generateName` + 5 random characters.
+pub fn generate_name(prefix: &str) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let suffix: String = (0..5).map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char).collect();
+    format!("{prefix}{suffix}")
+}
+
+/// The status an object starts with when it has a status subresource (clients cannot
+/// set status on create, as upstream).
+fn initial_status(res: &ResourceInfo, given: Option<&Value>) -> Option<Value> {
+    if !res.has_subresource(skiff_api::Subresource::Status) {
+        return given.cloned();
+    }
+    match res.kind {
+        // Nodes report their own status on registration; namespaces keep their phase.
+        "Node" | "Namespace" => given.cloned(),
+        "Pod" => Some(json!({"phase": "Pending"})),
+        "PersistentVolume" | "PersistentVolumeClaim" => Some(json!({"phase": "Pending"})),
+        "Service" => Some(json!({"loadBalancer": {}})),
+        _ => Some(json!({})),
+    }
+}
+
+/// Pod QoS class, as upstream computes it (Guaranteed, Burstable, BestEffort).
+fn qos_class(pod: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .flatten();
+    for c in containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        for r in ["cpu", "memory"] {
+            let rq = req.and_then(|m| m.get(r));
+            let lm = lim.and_then(|m| m.get(r));
+            if rq.is_some() || lm.is_some() {
+                any = true;
+            }
+            match (rq, lm) {
+                (_, None) => guaranteed = false,
+                (Some(a), Some(b)) if a != b => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Everything but metadata and status: what `generation` tracks.
+fn spec_part(v: &Value) -> Map<String, Value> {
+    v.as_object()
+        .map(|m| m.iter().filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status")).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn invalid(res: &ResourceInfo, obj: &Value, causes: Vec<skiff_api::Cause>) -> StatusError {
+    StatusError::invalid(res.group, res.kind, meta::name(obj), causes)
+}
+
+/// Prepares a new object for create: server-set metadata, initial status, defaults,
+/// validation and field ownership. The name (or generateName) must already be resolved.
+pub fn prepare_create(res: &ResourceInfo, mut obj: Value, manager: &str, now: &str) -> Result<Value, StatusError> {
+    {
+        let m = meta::metadata_mut(&mut obj);
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(now));
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+        m.remove("deletionTimestamp");
+        m.remove("deletionGracePeriodSeconds");
+        if res.tracks_generation {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+    }
+    let status = initial_status(res, obj.get("status"));
+    if let Some(o) = obj.as_object_mut() {
+        match status {
+            Some(s) => {
+                o.insert("status".into(), s);
+            }
+            None => {
+                o.remove("status");
+            }
+        }
+    }
+    defaults::apply_defaults(res, &mut obj);
+    if res.kind == "Pod" {
+        let q = qos_class(&obj);
+        obj["status"]["qosClass"] = json!(q);
+    }
+    let causes = validation::validate(res, &obj, None);
+    if !causes.is_empty() {
+        return Err(invalid(res, &obj, causes));
+    }
+    patch::record_update(res.definition, None, &mut obj, manager, "", now);
+    Ok(obj)
+}
+
+/// Which part of an object an update may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The main resource: everything but status (when status is a subresource).
+    Main,
+    /// The status subresource: only status.
+    Status,
+}
+
+/// Prepares an update of `old` to `new`: keeps what the caller may not change,
+/// bumps generation on spec changes, defaults, validates and records ownership.
+pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, manager: &str, now: &str) -> Result<Value, StatusError> {
+    let mut obj = match part {
+        Part::Main => {
+            let mut obj = new;
+            if res.has_subresource(skiff_api::Subresource::Status) {
+                match old.get("status") {
+                    Some(s) => obj["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = obj.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            obj
+        }
+        Part::Status => {
+            let mut obj = old.clone();
+            match new.get("status") {
+                Some(s) => obj["status"] = s.clone(),
+                None => {
+                    if let Some(o) = obj.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+            // Status writers may still move labels, annotations and finalizers? Upstream
+            // keeps the old metadata apart from managedFields; so do we.
+            obj
+        }
+    };
+    {
+        let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+        let m = meta::metadata_mut(&mut obj);
+        for key in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            match old_meta.get(key) {
+                Some(v) => {
+                    m.insert(key.into(), v.clone());
+                }
+                None => {
+                    m.remove(key);
+                }
+            }
+        }
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+        if m.get("managedFields").is_none() {
+            if let Some(mf) = old_meta.get("managedFields") {
+                m.insert("managedFields".into(), mf.clone());
+            }
+        }
+    }
+    // Deleting objects may only lose finalizers, never gain new ones (upstream rule).
+    if meta::is_deleting(old) {
+        let old_f = meta::finalizers(old);
+        let added: Vec<String> = meta::finalizers(&obj).into_iter().filter(|f| !old_f.contains(f)).collect();
+        if !added.is_empty() {
+            return Err(invalid(
+                res,
+                &obj,
+                vec![skiff_api::Cause::forbidden("metadata.finalizers", format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"))],
+            ));
+        }
+    }
+    defaults::apply_defaults(res, &mut obj);
+    if res.tracks_generation && spec_part(&obj) != spec_part(old) {
+        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        meta::metadata_mut(&mut obj).insert("generation".into(), json!(g + 1));
+    }
+    let causes = validation::validate(res, &obj, Some(old));
+    if !causes.is_empty() {
+        return Err(invalid(res, &obj, causes));
+    }
+    let sub = if part == Part::Status { "status" } else { "" };
+    patch::record_update(res.definition, Some(old), &mut obj, manager, sub, now);
+    Ok(obj)
+}
+
+/// Whether two versions differ in anything but managed-fields timestamps.
+pub fn meaningfully_equal(a: &Value, b: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(mf)) = m.get_mut("managedFields") {
+                for e in mf.iter_mut() {
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("time");
+                    }
+                }
+            }
+        }
+        v
+    }
+    strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_follows_requests_and_limits() {
+        assert_eq!(qos_class(&json!({"spec": {"containers": [{"name": "a"}]}})), "BestEffort");
+        let g = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn generated_names_use_the_upstream_alphabet() {
+        let n = generate_name("web-");
+        assert_eq!(n.len(), 9);
+        assert!(n[4..].bytes().all(|c| NAME_CHARS.contains(&c)));
+    }
+}

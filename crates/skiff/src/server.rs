@@ -1,0 +1,78 @@
+//! `skiff server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use skiff_apiserver::{Config, Server, Settings};
+use skiff_store::SqliteStore;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where the datastore, certificates and kubeconfig live. Created if missing.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    pub data_dir: PathBuf,
+    /// Address to serve the HTTPS API on. Port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// The datastore: `sqlite` (embedded, the default, stored in DATA_DIR/state.db).
+    #[arg(long, default_value = "sqlite")]
+    pub datastore: String,
+    /// Service cluster IP range (IPv4 CIDR).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: String,
+}
+
+pub fn parse_cidr(s: &str) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
+    let (ip, bits) = s.split_once('/').context("a CIDR looks like 10.96.0.0/12")?;
+    let ip: std::net::Ipv4Addr = ip.parse().with_context(|| format!("{ip:?} is not an IPv4 address"))?;
+    let bits: u8 = bits.parse().with_context(|| format!("{bits:?} is not a prefix length"))?;
+    if !(8..=30).contains(&bits) {
+        bail!("the service CIDR prefix must be between /8 and /30, got /{bits}");
+    }
+    Ok((ip, bits))
+}
+
+/// Opens the datastore named by `--datastore`.
+pub fn open_store(datastore: &str, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
+    match datastore {
+        "sqlite" => {
+            std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let path = data_dir.join("state.db");
+            let store = SqliteStore::open(&path).with_context(|| format!("opening the SQLite datastore at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        other if other.starts_with("etcd://") => {
+            bail!("the etcd datastore is not available in this build yet; use --datastore sqlite")
+        }
+        other => bail!("unknown datastore {other:?}: use `sqlite`"),
+    }
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.datastore, &args.data_dir)?;
+    let settings = Settings { service_cidr: parse_cidr(&args.service_cidr)?, ..Settings::default() };
+    let started = std::time::Instant::now();
+    let server = Server::start(Config { data_dir: args.data_dir.clone(), listen: args.listen, settings }, store).await?;
+    eprintln!("skiff server listening on https://{} (ready in {} ms)", server.addr, started.elapsed().as_millis());
+    eprintln!("  admin kubeconfig: {}", server.kubeconfig.display());
+    eprintln!("  node join token:  {}", args.data_dir.join("node-token").display());
+    eprintln!("next: KUBECONFIG={} kubectl get namespaces", server.kubeconfig.display());
+    // Machine-readable line for scripts and tests.
+    println!("listening {}", server.addr);
+    shutdown_signal().await;
+    eprintln!("skiff server: shutting down");
+    drop(server);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -17,6 +17,7 @@
 pub mod alloc;
 pub mod app;
 pub mod discovery;
+pub mod fuzzing;
 pub mod handlers;
 pub mod http;
 pub mod lifecycle;

@@ -63,8 +63,8 @@ fn summarize_pod(pod: &Value) -> PodSummary {
     let init_spec = |name: &str| init_specs.iter().find(|c| str_at(c, "/name") == name);
     let total = arr_at(pod, "/spec/containers").len() + init_specs.iter().filter(|c| is_restartable(Some(c))).count();
     let mut ready = 0;
-    let mut restarts = 0;
-    let mut sidecar_restarts = 0;
+    let mut restarts: i64 = 0;
+    let mut sidecar_restarts: i64 = 0;
     let mut last_restart: Option<jiff::Timestamp> = None;
     let mut last_sidecar_restart: Option<jiff::Timestamp> = None;
 
@@ -83,11 +83,11 @@ fn summarize_pod(pod: &Value) -> PodSummary {
     let init_statuses = arr_at(pod, "/status/initContainerStatuses");
     let mut initializing = false;
     for (i, c) in init_statuses.iter().enumerate() {
-        restarts += int_at(c, "/restartCount");
+        restarts = restarts.saturating_add(int_at(c, "/restartCount"));
         last_restart = last_restart.max(last_termination(c));
         let sidecar = is_restartable(init_spec(str_at(c, "/name")));
         if sidecar {
-            sidecar_restarts += int_at(c, "/restartCount");
+            sidecar_restarts = sidecar_restarts.saturating_add(int_at(c, "/restartCount"));
             last_sidecar_restart = last_sidecar_restart.max(last_termination(c));
         }
         let terminated = c.pointer("/state/terminated").filter(|t| !t.is_null());
@@ -121,7 +121,7 @@ fn summarize_pod(pod: &Value) -> PodSummary {
         last_restart = last_sidecar_restart;
         let mut has_running = false;
         for c in arr_at(pod, "/status/containerStatuses").iter().rev() {
-            restarts += int_at(c, "/restartCount");
+            restarts = restarts.saturating_add(int_at(c, "/restartCount"));
             last_restart = last_restart.max(last_termination(c));
             let terminated = c.pointer("/state/terminated").filter(|t| !t.is_null());
             let waiting_reason = str_at(c, "/state/waiting/reason");

@@ -35,6 +35,31 @@ fn every_resource_has_a_name_column_and_a_cell_per_column_even_for_empty_objects
 }
 
 #[test]
+fn cells_survive_fields_of_the_wrong_type_and_extreme_values() {
+    let odd = [
+        json!({"metadata": {"name": 5, "creationTimestamp": "yesterday", "labels": [1], "ownerReferences": {}}}),
+        json!({"metadata": {"creationTimestamp": "9000-01-01T00:00:00Z", "deletionTimestamp": 1}, "spec": [], "status": "x"}),
+        json!({"spec": {"containers": "x", "initContainers": [5], "ports": [5, null, {"port": "x", "nodePort": -1}],
+                        "selector": "x", "replicas": "3", "completions": -1, "capacity": {"storage": 7}},
+               "status": {"containerStatuses": [{"restartCount": i64::MAX}, {"restartCount": i64::MAX}],
+                          "initContainerStatuses": [{"state": {"terminated": null}}, 3],
+                          "conditions": "x", "addresses": [{}], "hard": {"a/b~c": "1"}, "used": []},
+               "subsets": [{"addresses": [{}], "ports": [{}]}, 1], "endpoints": [{"addresses": [1]}],
+               "series": {}, "involvedObject": [], "regarding": "x"}),
+    ];
+    for res in crate::RESOURCES {
+        for obj in &odd {
+            assert_eq!(cells(res, obj, now()).len(), columns(res).len(), "{}", res.plural);
+        }
+    }
+    let far_past = jiff::Timestamp::MIN;
+    let pod = json!({"metadata": {"creationTimestamp": "9000-01-01T00:00:00Z"}});
+    let pods = lookup("", "v1", "pods").unwrap();
+    assert_eq!(cells(pods, &pod, far_past)[4], "<invalid>");
+    assert_eq!(cells(pods, &pod, "9000-01-01T00:00:00Z".parse().unwrap())[4], "0s");
+}
+
+#[test]
 fn a_running_pod_prints_ready_status_restarts_and_wide_cells() {
     let r = row(
         "",

@@ -65,10 +65,7 @@ impl ListMeta {
 
 /// Patch metadata of `field` in the definition `definition`, if the field has any.
 pub fn field_meta(definition: &str, field: &str) -> Option<ListMeta> {
-    TABLE
-        .binary_search_by(|(d, f, _)| (*d, *f).cmp(&(definition, field)))
-        .ok()
-        .map(|i| TABLE[i].2)
+    TABLE.binary_search_by(|(d, f, _)| (*d, *f).cmp(&(definition, field))).ok().map(|i| TABLE[i].2)
 }
 
 /// Whether the definition is a struct that server-side apply owns as a whole
@@ -88,6 +85,7 @@ pub fn key_default(definition: &str, field: &str) -> Option<&'static str> {
 }
 
 /// Every field with patch metadata, sorted by (definition, field) for binary search.
+#[rustfmt::skip]
 static TABLE: &[(&str, &str, ListMeta)] = &[
     ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", ListMeta { patch_strategy: Some("merge"), patch_merge_key: Some("type"), list_type: Some("map"), list_map_keys: &["type"] }),
     ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", ListMeta { patch_strategy: Some("retainKeys"), patch_merge_key: None, list_type: None, list_map_keys: &[] }),

@@ -1,0 +1,1183 @@
+//! Server-side apply and field ownership (`metadata.managedFields`), following
+//! sigs.k8s.io/structured-merge-diff and k8s.io/apimachinery/pkg/util/managedfields.
+//!
+//! Every manager owns a [`Set`] of field paths, recorded per (manager, operation,
+//! apiVersion for updates, subresource). An ordinary write gives the fields it added or
+//! changed to its manager and takes them from everyone else; fields it removed are
+//! dropped from every set. An apply merges the applied configuration into the live
+//! object, owns exactly the fields of that configuration, removes what it owned last
+//! time but no longer applies (unless someone else owns it), and fails with conflicts
+//! when it would change a value that another manager owns (unless forced, which takes
+//! the field away from them).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+
+use super::fieldpath::{path_string, values_equal, Path, PathElement, Set};
+use super::meta::ListType;
+use super::typed::{zero_fill, zero_object, Shape, Ty};
+use super::{ApplyError, Conflict, PatchError};
+use crate::resources::{Subresource, RESOURCES};
+
+/// Upstream caps the number of `Update` entries; older ones are merged into this one.
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+/// The manager that takes the existing fields of an object applied for the first time.
+const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+// === managers ===
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Operation {
+    Apply,
+    Update,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "Apply",
+            Operation::Update => "Update",
+        }
+    }
+}
+
+/// Who owns a set of fields. Apply entries are one per manager whatever the version;
+/// update entries are per version too.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ManagerId {
+    manager: String,
+    operation: Operation,
+    /// Empty for `Apply`.
+    api_version: String,
+    subresource: String,
+}
+
+impl ManagerId {
+    fn new(manager: &str, operation: Operation, api_version: &str, subresource: &str) -> ManagerId {
+        ManagerId {
+            manager: if manager.is_empty() { "unknown".into() } else { manager.into() },
+            operation,
+            api_version: if operation == Operation::Apply { String::new() } else { api_version.into() },
+            subresource: subresource.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    set: Set,
+    api_version: String,
+    time: Option<String>,
+}
+
+type Managers = BTreeMap<ManagerId, Entry>;
+
+/// Reads `managedFields`; `None` if it is not valid (upstream then ignores it).
+fn decode(managed_fields: Option<&Value>) -> Option<Managers> {
+    let mut out = Managers::new();
+    let Some(list) = managed_fields.filter(|v| !v.is_null()) else { return Some(out) };
+    for e in list.as_array()? {
+        let operation = match e.get("operation")?.as_str()? {
+            "Apply" => Operation::Apply,
+            "Update" => Operation::Update,
+            _ => return None,
+        };
+        let api_version = e.get("apiVersion")?.as_str().filter(|s| !s.is_empty())?;
+        if e.get("fieldsType")?.as_str()? != "FieldsV1" {
+            return None;
+        }
+        let set = match e.get("fieldsV1") {
+            None | Some(Value::Null) => Set::new(),
+            Some(f) => Set::from_fields_v1(f)?,
+        };
+        let manager = e.get("manager").and_then(Value::as_str).unwrap_or("");
+        let subresource = e.get("subresource").and_then(Value::as_str).unwrap_or("");
+        let id = ManagerId {
+            manager: manager.into(),
+            operation,
+            api_version: if operation == Operation::Apply { String::new() } else { api_version.into() },
+            subresource: subresource.into(),
+        };
+        let time = e.get("time").and_then(Value::as_str).map(String::from);
+        out.insert(id, Entry { set, api_version: api_version.into(), time });
+    }
+    Some(out)
+}
+
+/// Writes `managedFields` in upstream's order: applies first, then by time, manager,
+/// apiVersion and subresource.
+fn encode(managers: &Managers) -> Option<Value> {
+    if managers.is_empty() {
+        return None;
+    }
+    let mut entries: Vec<(&ManagerId, &Entry)> = managers.iter().collect();
+    entries.sort_by(|(a, ea), (b, eb)| {
+        a.operation
+            .cmp(&b.operation)
+            .then_with(|| seconds(ea.time.as_deref()).cmp(&seconds(eb.time.as_deref())))
+            .then_with(|| a.manager.cmp(&b.manager))
+            .then_with(|| ea.api_version.cmp(&eb.api_version))
+            .then_with(|| a.subresource.cmp(&b.subresource))
+    });
+    let list = entries
+        .into_iter()
+        .map(|(id, e)| {
+            let mut m = Map::new();
+            m.insert("manager".into(), json!(id.manager));
+            m.insert("operation".into(), json!(id.operation.as_str()));
+            m.insert("apiVersion".into(), json!(e.api_version));
+            if let Some(t) = &e.time {
+                m.insert("time".into(), json!(t));
+            }
+            m.insert("fieldsType".into(), json!("FieldsV1"));
+            m.insert("fieldsV1".into(), e.set.to_fields_v1());
+            if !id.subresource.is_empty() {
+                m.insert("subresource".into(), json!(id.subresource));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    Some(Value::Array(list))
+}
+
+fn seconds(t: Option<&str>) -> i64 {
+    t.and_then(crate::meta::parse_time).map_or(0, |t| t.as_second())
+}
+
+/// How upstream names a manager in conflict messages.
+fn describe(id: &ManagerId, entry: &Entry) -> String {
+    let mut s = format!("{:?}", id.manager);
+    if !id.subresource.is_empty() {
+        s = format!("{s} with subresource {:?}", id.subresource);
+    }
+    if id.operation == Operation::Update {
+        match &entry.time {
+            Some(t) => s = format!("{s} using {} at {t}", entry.api_version),
+            None => s = format!("{s} using {}", entry.api_version),
+        }
+    }
+    s
+}
+
+/// Merges the oldest `Update` entries into `ancient-changes` when there are too many.
+fn cap_update_managers(managers: &mut Managers) {
+    let mut updaters: Vec<ManagerId> = managers.keys().filter(|id| id.operation == Operation::Update).cloned().collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by(|a, b| {
+        seconds(managers[a].time.as_deref()).cmp(&seconds(managers[b].time.as_deref())).then_with(|| a.manager.cmp(&b.manager))
+    });
+    let mut first_per_version: BTreeMap<String, ManagerId> = BTreeMap::new();
+    let mut count = updaters.len();
+    for id in updaters {
+        if count <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let entry = managers[&id].clone();
+        let bucket = ManagerId::new(ANCIENT_CHANGES, Operation::Update, &entry.api_version, "");
+        match first_per_version.get(&entry.api_version) {
+            Some(first) => {
+                if !managers.contains_key(&bucket) {
+                    if let Some(e) = managers.remove(first) {
+                        managers.insert(bucket.clone(), e);
+                    }
+                }
+                let b = managers.get_mut(&bucket).expect("bucket");
+                b.set = entry.set.union(&b.set);
+                b.time = entry.time.clone();
+                managers.remove(&id);
+                count -= 1;
+            }
+            None => {
+                first_per_version.insert(entry.api_version.clone(), id);
+            }
+        }
+    }
+}
+
+// === ignored fields ===
+
+/// Fields that never count as owned: upstream strips these from every set.
+fn strip_meta(set: &Set) -> Set {
+    let mut strip = Set::new();
+    for p in [
+        &["apiVersion"][..],
+        &["kind"],
+        &["metadata"],
+        &["metadata", "name"],
+        &["metadata", "namespace"],
+        &["metadata", "creationTimestamp"],
+        &["metadata", "selfLink"],
+        &["metadata", "uid"],
+        &["metadata", "clusterName"],
+        &["metadata", "generation"],
+        &["metadata", "managedFields"],
+        &["metadata", "resourceVersion"],
+    ] {
+        strip.insert(&fields(p));
+    }
+    set.difference(&strip)
+}
+
+fn fields(names: &[&str]) -> Path {
+    names.iter().map(|n| PathElement::Field((*n).into())).collect()
+}
+
+/// Fields that a write through this endpoint cannot change (the strategy resets
+/// them), so nobody gets to own them there: `status` on the main resource of kinds
+/// with a status subresource, and everything but `status` and `metadata` (and the
+/// labels) on `/status`.
+fn reset_fields(definition: &str, subresource: &str, object: &Value) -> Vec<Path> {
+    let has_status = RESOURCES.iter().any(|r| r.definition == definition && r.has_subresource(Subresource::Status));
+    match subresource {
+        "" if has_status => vec![fields(&["status"])],
+        "status" => {
+            let mut out: Vec<Path> = object
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .filter(|k| !matches!(k.as_str(), "status" | "metadata" | "apiVersion" | "kind"))
+                .map(|k| fields(&[k]))
+                .collect();
+            out.push(fields(&["spec"]));
+            out.push(fields(&["metadata", "labels"]));
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn without(mut set: Set, paths: &[Path]) -> Set {
+    for p in paths {
+        set.remove_subtree(p);
+    }
+    set
+}
+
+// === typed operations ===
+
+/// The path element of a list element; `Err` if it lacks a key field.
+fn element_pe(ty: Ty, list_type: ListType, item: &Value) -> Result<PathElement, String> {
+    match list_type {
+        ListType::Map(keys) => {
+            let m = item.as_object().ok_or_else(|| "associative list with keys has an element that is not a map type".to_string())?;
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                match m.get(*k) {
+                    Some(v) => out.push(((*k).to_string(), v.clone())),
+                    None => match ty.item().key_default(k) {
+                        Some(d) => out.push(((*k).to_string(), json!(d))),
+                        None => {
+                            return Err(format!(
+                                "associative list with keys has an element that omits key field {k:?} (and doesn't have default value)"
+                            ))
+                        }
+                    },
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(PathElement::Key(out))
+        }
+        ListType::Set => {
+            if item.is_object() {
+                Err("associative list without keys has an element that's a map type".into())
+            } else {
+                Ok(PathElement::Value(item.clone()))
+            }
+        }
+        ListType::Atomic => Err("atomic lists have no element paths".into()),
+    }
+}
+
+fn prefixed(path: &[PathElement], pe: &PathElement) -> Path {
+    let mut p = path.to_vec();
+    p.push(pe.clone());
+    p
+}
+
+/// The fields of `value`: every leaf, atomic value, list element, map entry and empty
+/// object (upstream's `ToFieldSet`).
+fn to_field_set(ty: Ty, value: &Value) -> Result<Set, String> {
+    let mut set = Set::new();
+    walk_field_set(ty, value, &mut Vec::new(), &mut set)?;
+    Ok(set)
+}
+
+fn walk_field_set(ty: Ty, value: &Value, path: &mut Path, set: &mut Set) -> Result<(), String> {
+    match ty.shape(value) {
+        Shape::Scalar | Shape::List(ListType::Atomic) => set.insert(path),
+        Shape::List(lt) => {
+            let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
+            let item_ty = ty.item();
+            let mut seen = BTreeSet::new();
+            let mut duplicates = BTreeSet::new();
+            let mut pes = Vec::with_capacity(items.len());
+            for item in items {
+                let pe = element_pe(ty, lt, item).map_err(|e| format!("{}: {e}", path_string(path)))?;
+                if !seen.insert(pe.clone()) && duplicates.insert(pe.clone()) {
+                    set.insert(&prefixed(path, &pe));
+                }
+                pes.push(pe);
+            }
+            for (item, pe) in items.iter().zip(pes) {
+                if duplicates.contains(&pe) {
+                    continue;
+                }
+                path.push(pe);
+                walk_field_set(item_ty, item, path, set)?;
+                set.insert(path);
+                path.pop();
+            }
+        }
+        Shape::Struct | Shape::Map => {
+            if ty.is_atomic() {
+                set.insert(path);
+                return Ok(());
+            }
+            let Some(map) = value.as_object() else { return Ok(()) };
+            for (k, v) in map {
+                path.push(PathElement::Field(k.clone()));
+                walk_field_set(ty.field(k), v, path, set)?;
+                let empty_object = v.as_object().is_some_and(Map::is_empty);
+                if v.is_null() || empty_object || !ty.has_field(k) {
+                    set.insert(path);
+                }
+                path.pop();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What changed between two versions of an object.
+#[derive(Debug, Default)]
+struct Comparison {
+    added: Set,
+    modified: Set,
+    removed: Set,
+}
+
+impl Comparison {
+    fn changed(&self) -> Set {
+        self.added.union(&self.modified)
+    }
+
+    fn without(self, paths: &[Path]) -> Comparison {
+        Comparison { added: without(self.added, paths), modified: without(self.modified, paths), removed: without(self.removed, paths) }
+    }
+}
+
+/// Compares two (zero-filled) versions (upstream's `Compare`).
+fn compare(ty: Ty, old: &Value, new: &Value) -> Comparison {
+    let mut c = Comparison::default();
+    compare_at(ty, Some(old), Some(new), &mut Vec::new(), &mut c);
+    c
+}
+
+fn is_empty_container(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(_) => false,
+    }
+}
+
+fn compare_at(ty: Ty, lhs: Option<&Value>, rhs: Option<&Value>, path: &mut Path, c: &mut Comparison) {
+    let shape = match (lhs, rhs) {
+        (None, None) => return,
+        (Some(l), Some(r)) => {
+            let (a, b) = (ty.shape(l), ty.shape(r));
+            if a != b {
+                c.modified.insert(path);
+                return;
+            }
+            a
+        }
+        (Some(v), None) | (None, Some(v)) => ty.shape(v),
+    };
+    let leaf = match shape {
+        Shape::Scalar | Shape::List(ListType::Atomic) => true,
+        Shape::Struct | Shape::Map => ty.is_atomic() || (is_empty_container(lhs) && is_empty_container(rhs)),
+        Shape::List(_) => is_empty_container(lhs) && is_empty_container(rhs),
+    };
+    if leaf {
+        match (lhs, rhs) {
+            (None, _) => c.added.insert(path),
+            (_, None) => c.removed.insert(path),
+            (Some(l), Some(r)) if !values_equal(l, r) => c.modified.insert(path),
+            _ => {}
+        }
+        return;
+    }
+    match shape {
+        Shape::List(lt) => compare_lists(ty, lt, lhs, rhs, path, c),
+        _ => {
+            let empty = Map::new();
+            let l = lhs.and_then(Value::as_object).unwrap_or(&empty);
+            let r = rhs.and_then(Value::as_object).unwrap_or(&empty);
+            for k in l.keys().chain(r.keys().filter(|k| !l.contains_key(*k))) {
+                path.push(PathElement::Field(k.clone()));
+                compare_at(ty.field(k), l.get(k), r.get(k), path, c);
+                path.pop();
+            }
+        }
+    }
+    match (lhs, rhs) {
+        (None, _) => c.added.insert(path),
+        (_, None) => c.removed.insert(path),
+        _ => {}
+    }
+}
+
+fn compare_lists(ty: Ty, lt: ListType, lhs: Option<&Value>, rhs: Option<&Value>, path: &mut Path, c: &mut Comparison) {
+    let index = |v: Option<&Value>, order: &mut Vec<PathElement>| {
+        let mut by_pe: BTreeMap<PathElement, Vec<Value>> = BTreeMap::new();
+        for item in v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+            // Elements without their keys cannot be tracked; upstream fails the
+            // comparison, which leaves ownership as it was. Skipping them is close.
+            let Ok(pe) = element_pe(ty, lt, item) else { continue };
+            let entry = by_pe.entry(pe.clone()).or_default();
+            if entry.is_empty() {
+                order.push(pe);
+            }
+            entry.push(item.clone());
+        }
+        by_pe
+    };
+    let mut order = Vec::new();
+    let l = index(lhs, &mut order);
+    let mut r_order = Vec::new();
+    let r = index(rhs, &mut r_order);
+    order.extend(r_order.into_iter().filter(|pe| !l.contains_key(pe)));
+    let item_ty = ty.item();
+    for pe in order {
+        let ls = l.get(&pe).map(Vec::as_slice).unwrap_or_default();
+        let rs = r.get(&pe).map(Vec::as_slice).unwrap_or_default();
+        path.push(pe);
+        match (ls.len(), rs.len()) {
+            (0..=1, 0..=1) => compare_at(item_ty, ls.first(), rs.first(), path, c),
+            (2.., 2..) => {
+                if ls.len() != rs.len() || ls.iter().zip(rs).any(|(a, b)| !values_equal(a, b)) {
+                    c.modified.insert(path);
+                }
+            }
+            (2.., _) => {
+                if let Some(first) = rs.first() {
+                    compare_at(item_ty, None, Some(first), path, c);
+                }
+                c.removed.insert(path);
+            }
+            (_, _) => {
+                if let Some(first) = ls.first() {
+                    compare_at(item_ty, Some(first), None, path, c);
+                }
+                c.added.insert(path);
+            }
+        }
+        path.pop();
+    }
+}
+
+/// Merges the applied configuration into the live object (upstream's typed `Merge`):
+/// structs and maps field by field, associative lists and sets element by element,
+/// everything else replaced.
+fn merge(ty: Ty, lhs: Option<&Value>, rhs: Option<&Value>) -> Result<Option<Value>, String> {
+    let (l, r) = match (lhs, rhs) {
+        (None, None) => return Ok(None),
+        (Some(l), None) => return Ok(Some(l.clone())),
+        (None, Some(r)) => return Ok(Some(r.clone())),
+        (Some(l), Some(r)) => (l, r),
+    };
+    let shape = ty.shape(r);
+    if ty.shape(l) != shape {
+        return Ok(Some(r.clone()));
+    }
+    match shape {
+        Shape::Scalar | Shape::List(ListType::Atomic) => Ok(Some(r.clone())),
+        Shape::Struct | Shape::Map => {
+            if ty.is_atomic() || (is_empty_container(Some(l)) && is_empty_container(Some(r))) {
+                return Ok(Some(r.clone()));
+            }
+            let empty = Map::new();
+            let lm = l.as_object().unwrap_or(&empty);
+            let rm = r.as_object().unwrap_or(&empty);
+            let mut out = Map::new();
+            for k in lm.keys().chain(rm.keys().filter(|k| !lm.contains_key(*k))) {
+                if let Some(v) = merge(ty.field(k), lm.get(k), rm.get(k))? {
+                    out.insert(k.clone(), v);
+                }
+            }
+            Ok(Some(Value::Object(out)))
+        }
+        Shape::List(lt) => {
+            if is_empty_container(Some(l)) && is_empty_container(Some(r)) {
+                return Ok(Some(r.clone()));
+            }
+            merge_lists(ty, lt, l.as_array().map(Vec::as_slice).unwrap_or_default(), r.as_array().map(Vec::as_slice).unwrap_or_default())
+                .map(|v| Some(Value::Array(v)))
+        }
+    }
+}
+
+/// Merges two associative lists or sets. Elements shared by both keep the applied
+/// order; live-only elements stay where they were relative to them.
+fn merge_lists(ty: Ty, lt: ListType, lhs: &[Value], rhs: &[Value]) -> Result<Vec<Value>, String> {
+    let item_ty = ty.item();
+    let mut r_pes = Vec::with_capacity(rhs.len());
+    let mut r_seen: BTreeMap<PathElement, &Value> = BTreeMap::new();
+    for item in rhs {
+        let pe = element_pe(ty, lt, item)?;
+        if r_seen.insert(pe.clone(), item).is_some() {
+            return Err(format!("duplicate entries for key {pe}"));
+        }
+        r_pes.push(pe);
+    }
+    static NULL: Value = Value::Null;
+    let mut l_pes = Vec::with_capacity(lhs.len());
+    let mut l_seen: BTreeMap<PathElement, &Value> = BTreeMap::new();
+    for item in lhs {
+        let pe = element_pe(ty, lt, item)?;
+        if l_seen.contains_key(&pe) {
+            // Duplicates in the live list merge as one element.
+            l_seen.insert(pe.clone(), &NULL);
+        } else {
+            l_seen.insert(pe.clone(), item);
+        }
+        l_pes.push(pe);
+    }
+    let mut shared: std::collections::VecDeque<&PathElement> = r_pes.iter().filter(|pe| l_seen.contains_key(*pe)).collect();
+    let mut next_shared = shared.pop_front();
+    let mut merged_rhs: BTreeSet<PathElement> = BTreeSet::new();
+    let mut out = Vec::with_capacity(lhs.len().max(rhs.len()));
+    let (mut li, mut ri) = (0, 0);
+    while li < l_pes.len() || ri < r_pes.len() {
+        if li < l_pes.len() && ri < r_pes.len() {
+            let pe = &l_pes[li];
+            if *pe == r_pes[ri] {
+                merged_rhs.insert(pe.clone());
+                out.extend(merge(item_ty, l_seen.get(pe).copied(), r_seen.get(pe).copied())?);
+                li += 1;
+                ri += 1;
+                next_shared = shared.pop_front();
+                continue;
+            }
+            if r_seen.contains_key(pe) && next_shared.is_some_and(|n| n != pe) {
+                li += 1;
+                continue;
+            }
+        }
+        if li < l_pes.len() {
+            let pe = &l_pes[li];
+            if !r_seen.contains_key(pe) {
+                out.extend(merge(item_ty, Some(&lhs[li]), None)?);
+                li += 1;
+                continue;
+            } else if merged_rhs.contains(pe) {
+                li += 1;
+            }
+        }
+        if ri < r_pes.len() {
+            let pe = &r_pes[ri];
+            merged_rhs.insert(pe.clone());
+            out.extend(merge(item_ty, l_seen.get(pe).copied(), r_seen.get(pe).copied())?);
+            ri += 1;
+            if next_shared == Some(pe) {
+                next_shared = shared.pop_front();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the paths of `set` from `value`: an exact match removes the whole value,
+/// a prefix match recurses. `None` when nothing is left.
+fn remove_items(ty: Ty, value: &Value, set: &Set) -> Option<Value> {
+    match (ty.shape(value), value) {
+        (Shape::List(lt), Value::Array(items)) if lt != ListType::Atomic && !items.is_empty() => {
+            let item_ty = ty.item();
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let Ok(pe) = element_pe(ty, lt, item) else {
+                    out.push(item.clone());
+                    continue;
+                };
+                if set.has(std::slice::from_ref(&pe)) {
+                    continue;
+                }
+                match set.with_prefix(&pe) {
+                    Some(sub) => out.extend(remove_items(item_ty, item, sub)),
+                    None => out.push(item.clone()),
+                }
+            }
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+        (Shape::Struct | Shape::Map, Value::Object(map)) if !ty.is_atomic() && !map.is_empty() => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let pe = PathElement::Field(k.clone());
+                if set.has(std::slice::from_ref(&pe)) {
+                    continue;
+                }
+                match set.with_prefix(&pe) {
+                    Some(sub) => {
+                        if let Some(v) = remove_items(ty.field(k), v, sub) {
+                            out.insert(k.clone(), v);
+                        }
+                    }
+                    None => {
+                        out.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        _ => Some(value.clone()),
+    }
+}
+
+fn remove_set(ty: Ty, value: &Value, set: &Set) -> Value {
+    remove_items(ty, value, set).unwrap_or_else(|| Value::Object(Map::new()))
+}
+
+/// Drops the fields the applier owned last time and no longer applies, unless some
+/// manager (the applier's new configuration included) still owns them.
+fn prune(ty: Ty, merged: &Value, managers: &Managers, last: &Set) -> Result<Value, String> {
+    if last.is_empty() {
+        return Ok(merged.clone());
+    }
+    let named = |s: &Set| s.with_named_fields_as_members(ty);
+    let last = named(last);
+    let merged_set = named(&to_field_set(ty, merged)?);
+    // Remove everything applied last time...
+    let pruned = remove_set(ty, merged, &last);
+    // ...add back what someone owns...
+    let owned = managers.values().fold(Set::new(), |acc, e| acc.union(&e.set));
+    let pruned_set = named(&to_field_set(ty, &pruned)?);
+    let pruned = remove_set(ty, merged, &merged_set.difference(&pruned_set.union(&named(&owned))));
+    // ...and only remove what the applier itself had.
+    let pruned_set = named(&to_field_set(ty, &pruned)?);
+    Ok(remove_set(ty, merged, &merged_set.difference(&pruned_set).intersection(&last)))
+}
+
+/// Upstream's `Updater.update`: other managers lose what changed (conflicts, unless
+/// `force`) and what was removed. Returns the conflicts when not forced.
+fn take_ownership(managers: &mut Managers, cmp: &Comparison, except: &ManagerId, force: bool) -> Result<(), Vec<(ManagerId, Entry, Path)>> {
+    let changed = cmp.changed();
+    let mut conflicts = Vec::new();
+    for (id, entry) in managers.iter() {
+        if id == except {
+            continue;
+        }
+        let c = entry.set.intersection(&changed);
+        for p in c.paths() {
+            conflicts.push((id.clone(), entry.clone(), p));
+        }
+    }
+    if !force && !conflicts.is_empty() {
+        return Err(conflicts);
+    }
+    for (id, entry) in managers.iter_mut() {
+        if id == except {
+            continue;
+        }
+        entry.set = entry.set.difference(&changed).difference(&cmp.removed);
+    }
+    managers.retain(|_, e| !e.set.is_empty());
+    Ok(())
+}
+
+/// An ordinary write by `id` from `old` to `new` (both zero-filled): the
+/// managedFieldsUpdater + stripMeta + Updater.Update chain upstream.
+/// `id` is an `Update` identity, whose apiVersion is the one recorded.
+fn update(ty: Ty, old: &Value, new: &Value, managers: &mut Managers, id: &ManagerId, reset: &[Path], now: &str) {
+    let cmp = compare(ty, old, new).without(reset);
+    let _ = take_ownership(managers, &cmp, id, true);
+    let previous = managers.remove(id);
+    let mine = strip_meta(&without(cmp.changed(), reset));
+    if mine.is_empty() {
+        // Nothing new is owned: the entry (if any) stays as the write left it.
+        if let Some(mut p) = previous {
+            p.set = p.set.difference(&cmp.removed);
+            if !p.set.is_empty() {
+                managers.insert(id.clone(), p);
+            }
+        }
+        return;
+    }
+    let set = match &previous {
+        Some(p) => mine.union(&p.set.difference(&cmp.removed)),
+        None => mine,
+    };
+    managers.insert(id.clone(), Entry { set, api_version: id.api_version.clone(), time: Some(now.into()) });
+}
+
+fn api_version_of(v: &Value) -> &str {
+    v.get("apiVersion").and_then(Value::as_str).unwrap_or("")
+}
+
+fn managed_fields(v: &Value) -> Option<&Value> {
+    v.pointer("/metadata/managedFields")
+}
+
+fn without_managed_fields(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    v
+}
+
+fn set_managed_fields(v: &mut Value, managers: &Managers) {
+    match encode(managers) {
+        Some(list) => {
+            crate::meta::metadata_mut(v).insert("managedFields".into(), list);
+        }
+        None => {
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("managedFields");
+            }
+        }
+    }
+}
+
+fn zero_filled(ty: Ty, v: &Value) -> Value {
+    let mut v = v.clone();
+    zero_fill(ty, &mut v);
+    v
+}
+
+// === entry points ===
+
+pub(crate) fn record_update(definition: &str, old: Option<&Value>, new: &mut Value, manager: &str, subresource: &str, now: &str) {
+    let ty = Ty::root(definition);
+    let live_managers = || old.and_then(|o| decode(managed_fields(o))).unwrap_or_default();
+    // A subresource write cannot touch managedFields; a main write may set them (an
+    // explicit empty list resets them), and otherwise keeps the live ones.
+    let mut managers = if !subresource.is_empty() {
+        live_managers()
+    } else {
+        match managed_fields(new) {
+            Some(Value::Array(a)) if a.is_empty() || (a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty)) => Managers::new(),
+            mf @ Some(_) => match decode(mf) {
+                Some(m) if !m.is_empty() => m,
+                _ => live_managers(),
+            },
+            None => live_managers(),
+        }
+    };
+    let body = without_managed_fields(new);
+    // Objects that exist without managed fields stay untracked, as upstream.
+    let has_uid = old.and_then(|o| o.pointer("/metadata/uid")).and_then(Value::as_str).is_some_and(|u| !u.is_empty());
+    if managers.is_empty() && has_uid {
+        *new = body;
+        return;
+    }
+    let api_version = match api_version_of(&body) {
+        "" => old.map(api_version_of).unwrap_or(""),
+        v => v,
+    }
+    .to_string();
+    let id = ManagerId::new(manager, Operation::Update, &api_version, subresource);
+    let old_typed = match old {
+        Some(o) => zero_filled(ty, &without_managed_fields(o)),
+        None => zero_object(ty),
+    };
+    let new_typed = zero_filled(ty, &body);
+    let reset = reset_fields(definition, subresource, &body);
+    update(ty, &old_typed, &new_typed, &mut managers, &id, &reset, now);
+    cap_update_managers(&mut managers);
+    *new = body;
+    set_managed_fields(new, &managers);
+}
+
+pub(crate) fn server_side_apply(
+    definition: &str,
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value, ApplyError> {
+    let malformed = |m: String| ApplyError::Patch(PatchError::Malformed(m));
+    if !applied.is_object() {
+        return Err(malformed("the apply configuration must be an object".into()));
+    }
+    if managed_fields(applied).is_some_and(|v| !v.is_null()) {
+        return Err(malformed("metadata.managedFields must be nil".into()));
+    }
+    let ty = Ty::root(definition);
+    let api_version = match api_version_of(applied) {
+        "" => live.map(api_version_of).unwrap_or(""),
+        v => v,
+    }
+    .to_string();
+    let mut managers = live.and_then(|l| decode(managed_fields(l))).unwrap_or_default();
+    let live_body = live.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
+    let reset = reset_fields(definition, "", applied);
+
+    // An object that predates field tracking: its fields go to a placeholder
+    // manager first, so that the applier does not silently take them.
+    if managers.is_empty() && live.is_some() {
+        let id = ManagerId::new(BEFORE_FIRST_APPLY, Operation::Update, &api_version, "");
+        update(ty, &zero_object(ty), &zero_filled(ty, &live_body), &mut managers, &id, &reset, now);
+        cap_update_managers(&mut managers);
+    }
+
+    let id = ManagerId::new(manager, Operation::Apply, &api_version, "");
+    let merged = merge(ty, Some(&live_body), Some(applied)).map_err(malformed)?.unwrap_or_else(|| Value::Object(Map::new()));
+    let applied_set = without(to_field_set(ty, applied).map_err(malformed)?, &reset);
+    let previous = managers.get(&id).cloned();
+    managers.insert(
+        id.clone(),
+        Entry { set: applied_set, api_version: api_version.clone(), time: previous.as_ref().and_then(|p| p.time.clone()) },
+    );
+    let merged = match &previous {
+        Some(p) => prune(ty, &merged, &managers, &p.set).map_err(malformed)?,
+        None => merged,
+    };
+
+    let old_typed = match live {
+        Some(_) => zero_filled(ty, &live_body),
+        None => zero_object(ty),
+    };
+    let cmp = compare(ty, &old_typed, &zero_filled(ty, &merged)).without(&reset);
+    if let Err(conflicts) = take_ownership(&mut managers, &cmp, &id, force) {
+        return Err(ApplyError::Conflicts(
+            conflicts
+                .into_iter()
+                .map(|(other, entry, path)| Conflict {
+                    description: describe(&other, &entry),
+                    manager: other.manager,
+                    field: path_string(&path),
+                })
+                .collect(),
+        ));
+    }
+
+    let changed = !values_equal(&merged, &live_body);
+    if let Some(entry) = managers.get_mut(&id) {
+        entry.set = strip_meta(&entry.set);
+        if changed {
+            entry.time = Some(now.into());
+        }
+        if entry.set.is_empty() {
+            managers.remove(&id);
+        }
+    }
+    let mut out = if changed || live.is_none() { merged } else { live_body };
+    set_managed_fields(&mut out, &managers);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEPLOY: &str = "io.k8s.api.apps.v1.Deployment";
+    const CM: &str = "io.k8s.api.core.v1.ConfigMap";
+    const T0: &str = "2024-01-01T00:00:00Z";
+    const T1: &str = "2024-01-01T00:01:00Z";
+    const T2: &str = "2024-01-01T00:02:00Z";
+
+    fn deployment(replicas: Option<i64>, image: &str) -> Value {
+        let mut d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "nginx", "image": image, "ports": [{"containerPort": 80}]}]}
+                }
+            }
+        });
+        if let Some(r) = replicas {
+            d["spec"]["replicas"] = json!(r);
+        }
+        d
+    }
+
+    /// What the store would hold after a write: identity and bookkeeping fields.
+    fn stored(mut v: Value) -> Value {
+        let m = crate::meta::metadata_mut(&mut v);
+        m.insert("uid".into(), json!("0b7c1c5e-0000-4000-8000-000000000001"));
+        m.insert("resourceVersion".into(), json!("7"));
+        m.insert("creationTimestamp".into(), json!(T0));
+        v
+    }
+
+    fn apply(live: Option<&Value>, applied: &Value, manager: &str, force: bool, now: &str) -> Result<Value, ApplyError> {
+        server_side_apply(DEPLOY, live, applied, manager, force, now).map(stored)
+    }
+
+    fn entries(obj: &Value) -> Vec<(String, String)> {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .map(|a| a.iter().map(|e| (e["manager"].as_str().unwrap().to_string(), e["operation"].as_str().unwrap().to_string())).collect())
+            .unwrap_or_default()
+    }
+
+    fn fields_of<'a>(obj: &'a Value, manager: &str, operation: &str) -> &'a Value {
+        obj["metadata"]["managedFields"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["manager"] == manager && e["operation"] == operation))
+            .map(|e| &e["fieldsV1"])
+            .unwrap_or(&Value::Null)
+    }
+
+    fn conflicts(r: Result<Value, ApplyError>) -> Vec<(String, String)> {
+        match r {
+            Err(ApplyError::Conflicts(cs)) => cs.into_iter().map(|c| (c.manager, c.field)).collect(),
+            other => panic!("expected conflicts, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn apply_creates_the_object_and_records_upstream_fields_v1() {
+        let obj = apply(None, &deployment(Some(2), "nginx:1.27"), "kubectl", false, T0).unwrap();
+        assert_eq!(obj["spec"]["replicas"], 2);
+        let mf = &obj["metadata"]["managedFields"];
+        assert_eq!(mf.as_array().unwrap().len(), 1);
+        let e = &mf[0];
+        assert_eq!(e["manager"], "kubectl");
+        assert_eq!(e["operation"], "Apply");
+        assert_eq!(e["apiVersion"], "apps/v1");
+        assert_eq!(e["time"], T0);
+        assert_eq!(e["fieldsType"], "FieldsV1");
+        assert!(e.get("subresource").is_none());
+        let expected = json!({
+            "f:metadata": {"f:labels": {"f:app": {}}},
+            "f:spec": {
+                "f:replicas": {},
+                "f:selector": {},
+                "f:template": {
+                    "f:metadata": {"f:labels": {"f:app": {}}},
+                    "f:spec": {"f:containers": {"k:{\"name\":\"nginx\"}": {
+                        ".": {}, "f:image": {}, "f:name": {},
+                        "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}
+                    }}}
+                }
+            }
+        });
+        assert_eq!(e["fieldsV1"], expected);
+        let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1"]);
+    }
+
+    #[test]
+    fn reapplying_without_a_field_removes_it() {
+        let live = apply(None, &deployment(Some(2), "nginx:1.27"), "kubectl", false, T0).unwrap();
+        let mut fewer = deployment(None, "nginx:1.27");
+        fewer["metadata"]["labels"] = json!({"team": "a"});
+        let obj = apply(Some(&live), &fewer, "kubectl", false, T1).unwrap();
+        assert!(obj["spec"].get("replicas").is_none(), "{}", obj["spec"]);
+        assert_eq!(obj["metadata"]["labels"], json!({"team": "a"}));
+        // Bookkeeping the applier never owned is kept.
+        assert_eq!(obj["metadata"]["uid"], live["metadata"]["uid"]);
+        assert_eq!(obj["metadata"]["name"], "web");
+        assert!(fields_of(&obj, "kubectl", "Apply")["f:spec"].get("f:replicas").is_none());
+    }
+
+    #[test]
+    fn removing_a_container_port_from_the_applied_config_removes_it() {
+        let mut two = deployment(Some(1), "nginx");
+        two["spec"]["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80}, {"containerPort": 443}]);
+        let live = apply(None, &two, "kubectl", false, T0).unwrap();
+        let obj = apply(Some(&live), &deployment(Some(1), "nginx"), "kubectl", false, T1).unwrap();
+        assert_eq!(obj["spec"]["template"]["spec"]["containers"][0]["ports"], json!([{"containerPort": 80}]));
+    }
+
+    #[test]
+    fn a_different_value_owned_by_another_applier_conflicts() {
+        let live = apply(None, &deployment(Some(2), "nginx"), "a", false, T0).unwrap();
+        let err = apply(Some(&live), &deployment(Some(3), "nginx:2"), "b", false, T1);
+        let mut got = conflicts(err);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), r#".spec.replicas"#.to_string()),
+                ("a".to_string(), r#".spec.template.spec.containers[name="nginx"].image"#.to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn forcing_moves_ownership_to_the_applier() {
+        let live = apply(None, &deployment(Some(2), "nginx"), "a", false, T0).unwrap();
+        let obj = apply(Some(&live), &deployment(Some(3), "nginx"), "b", true, T1).unwrap();
+        assert_eq!(obj["spec"]["replicas"], 3);
+        assert!(fields_of(&obj, "a", "Apply")["f:spec"].get("f:replicas").is_none());
+        assert!(fields_of(&obj, "b", "Apply")["f:spec"].get("f:replicas").is_some());
+        // "a" no longer owns replicas, so its next apply without them leaves them alone...
+        let obj = apply(Some(&obj), &deployment(None, "nginx"), "a", false, T2).unwrap();
+        assert_eq!(obj["spec"]["replicas"], 3);
+    }
+
+    #[test]
+    fn agreeing_appliers_share_ownership() {
+        let live = apply(None, &deployment(Some(2), "nginx"), "a", false, T0).unwrap();
+        let both = apply(Some(&live), &deployment(Some(2), "nginx"), "b", false, T1).unwrap();
+        // The object did not change, so b's entry carries no time and sorts first, as upstream.
+        assert_eq!(entries(&both), [("b".into(), "Apply".into()), ("a".into(), "Apply".into())]);
+        assert!(both["metadata"]["managedFields"][0].get("time").is_none());
+        assert!(fields_of(&both, "b", "Apply")["f:spec"].get("f:replicas").is_some());
+        // When a stops applying replicas, b still owns them: they stay.
+        let obj = apply(Some(&both), &deployment(None, "nginx"), "a", false, T2).unwrap();
+        assert_eq!(obj["spec"]["replicas"], 2);
+    }
+
+    #[test]
+    fn a_scale_update_keeps_replicas_when_the_applier_drops_them() {
+        let live = apply(None, &deployment(Some(2), "nginx"), "kubectl", false, T0).unwrap();
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        record_update(DEPLOY, Some(&live), &mut scaled, "kubectl-scale", "", T1);
+        assert_eq!(fields_of(&scaled, "kubectl-scale", "Update"), &json!({"f:spec": {"f:replicas": {}}}));
+        assert!(fields_of(&scaled, "kubectl", "Apply")["f:spec"].get("f:replicas").is_none());
+        let scaled = stored(scaled);
+        // Re-applying the old replicas conflicts with the scaler...
+        let err = apply(Some(&scaled), &deployment(Some(2), "nginx"), "kubectl", false, T2);
+        assert_eq!(conflicts(err), [("kubectl-scale".to_string(), ".spec.replicas".to_string())]);
+        // ...and applying without them keeps the scaled value.
+        let obj = apply(Some(&scaled), &deployment(None, "nginx"), "kubectl", false, T2).unwrap();
+        assert_eq!(obj["spec"]["replicas"], 5);
+    }
+
+    #[test]
+    fn conflict_descriptions_name_updaters_with_version_and_time() {
+        let live = apply(None, &deployment(Some(2), "nginx"), "kubectl", false, T0).unwrap();
+        let mut scaled = live.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        record_update(DEPLOY, Some(&live), &mut scaled, "kubectl-scale", "", T1);
+        let Err(ApplyError::Conflicts(cs)) = apply(Some(&stored(scaled)), &deployment(Some(2), "nginx"), "kubectl", false, T2) else {
+            panic!("expected a conflict")
+        };
+        assert_eq!(cs[0].description, format!("\"kubectl-scale\" using apps/v1 at {T1}"));
+        assert_eq!(
+            super::super::conflicts_message(&cs),
+            format!("Apply failed with 1 conflict: conflict with \"kubectl-scale\" using apps/v1 at {T1}: .spec.replicas")
+        );
+    }
+
+    #[test]
+    fn an_update_records_what_it_created_with_self_markers() {
+        let mut obj = deployment(Some(1), "nginx");
+        record_update(DEPLOY, None, &mut obj, "kubectl-create", "", T0);
+        let f = fields_of(&obj, "kubectl-create", "Update");
+        // Labels did not exist before, so the map itself is owned too; spec and the
+        // template always exist (they are not pointers upstream), so they are not.
+        assert_eq!(f["f:metadata"], json!({"f:labels": {".": {}, "f:app": {}}}));
+        assert!(f["f:spec"].get(".").is_none());
+        assert_eq!(f["f:spec"]["f:selector"], json!({}));
+        assert!(f["f:spec"]["f:template"]["f:spec"]["f:containers"].get(".").is_none());
+        let c = &f["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"];
+        assert_eq!(c["."], json!({}));
+        assert_eq!(c["f:ports"]["."], json!({}));
+        assert_eq!(obj["metadata"]["managedFields"][0]["time"], T0);
+    }
+
+    #[test]
+    fn an_update_takes_changed_fields_from_other_managers() {
+        let mut obj = deployment(Some(1), "nginx");
+        record_update(DEPLOY, None, &mut obj, "kubectl-create", "", T0);
+        let old = stored(obj);
+        let mut new = old.clone();
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        record_update(DEPLOY, Some(&old), &mut new, "kubectl-edit", "", T1);
+        let edit = fields_of(&new, "kubectl-edit", "Update");
+        assert_eq!(edit["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"], json!({"f:image": {}}));
+        let create = fields_of(&new, "kubectl-create", "Update");
+        assert!(create["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"].get("f:image").is_none());
+        assert_eq!(entries(&new), [("kubectl-create".into(), "Update".into()), ("kubectl-edit".into(), "Update".into())]);
+    }
+
+    #[test]
+    fn managers_left_with_nothing_are_dropped() {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+        let mut created = cm.clone();
+        record_update(CM, None, &mut created, "first", "", T0);
+        let old = stored(created);
+        let mut new = old.clone();
+        new["data"]["a"] = json!("2");
+        record_update(CM, Some(&old), &mut new, "second", "", T1);
+        // "first" still owns the data map itself (it created it).
+        assert_eq!(fields_of(&new, "first", "Update"), &json!({"f:data": {}}));
+        let old = stored(new);
+        let mut new = old.clone();
+        new.as_object_mut().unwrap().remove("data");
+        record_update(CM, Some(&old), &mut new, "third", "", T2);
+        assert!(new["metadata"].get("managedFields").is_none(), "{}", new["metadata"]);
+    }
+
+    #[test]
+    fn status_writes_record_the_subresource_and_ignore_the_rest() {
+        let mut obj = deployment(Some(1), "nginx");
+        record_update(DEPLOY, None, &mut obj, "kubectl", "", T0);
+        let old = stored(obj);
+        let mut new = old.clone();
+        new["status"] = json!({"replicas": 1, "conditions": [{"type": "Available", "status": "True"}]});
+        record_update(DEPLOY, Some(&old), &mut new, "kube-controller-manager", "status", T1);
+        let e = new["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "kube-controller-manager").unwrap();
+        assert_eq!(e["subresource"], "status");
+        assert_eq!(
+            e["fieldsV1"],
+            json!({"f:status": {"f:conditions": {".": {}, "k:{\"type\":\"Available\"}": {".": {}, "f:status": {}, "f:type": {}}}, "f:replicas": {}}})
+        );
+    }
+
+    #[test]
+    fn objects_created_before_tracking_stay_untracked_on_update() {
+        let old = stored(deployment(Some(1), "nginx"));
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(3);
+        record_update(DEPLOY, Some(&old), &mut new, "kubectl", "", T1);
+        assert!(new["metadata"].get("managedFields").is_none());
+    }
+
+    #[test]
+    fn the_first_apply_to_an_untracked_object_conflicts_with_its_existing_fields() {
+        let live = stored(deployment(Some(1), "nginx"));
+        let err = apply(Some(&live), &deployment(Some(4), "nginx"), "kubectl", false, T1);
+        assert_eq!(conflicts(err), [("before-first-apply".to_string(), ".spec.replicas".to_string())]);
+        let obj = apply(Some(&live), &deployment(Some(1), "nginx"), "kubectl", false, T1).unwrap();
+        assert_eq!(entries(&obj), [("kubectl".into(), "Apply".into()), ("before-first-apply".into(), "Update".into())]);
+    }
+
+    #[test]
+    fn applying_status_through_the_main_resource_owns_no_status() {
+        let mut d = deployment(Some(1), "nginx");
+        d["status"] = json!({"replicas": 9});
+        let obj = apply(None, &d, "kubectl", false, T0).unwrap();
+        assert!(fields_of(&obj, "kubectl", "Apply").get("f:status").is_none());
+    }
+
+    #[test]
+    fn a_no_op_apply_returns_the_live_object_unchanged() {
+        let live = apply(None, &deployment(Some(2), "nginx"), "kubectl", false, T0).unwrap();
+        let again = apply(Some(&live), &deployment(Some(2), "nginx"), "kubectl", false, T1).unwrap();
+        assert_eq!(again, live);
+    }
+
+    #[test]
+    fn applied_managed_fields_are_rejected() {
+        let mut d = deployment(Some(1), "nginx");
+        d["metadata"]["managedFields"] = json!([]);
+        assert!(matches!(apply(None, &d, "kubectl", false, T0), Err(ApplyError::Patch(PatchError::Malformed(_)))));
+    }
+
+    #[test]
+    fn merged_lists_keep_live_only_elements() {
+        let live = apply(None, &deployment(Some(1), "nginx"), "a", false, T0).unwrap();
+        let mut sidecar = deployment(None, "nginx");
+        sidecar["spec"]["template"]["spec"]["containers"] = json!([{"name": "sidecar", "image": "busybox"}]);
+        let obj = apply(Some(&live), &sidecar, "b", false, T1).unwrap();
+        let names: Vec<&str> =
+            obj["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["nginx", "sidecar"]);
+    }
+}

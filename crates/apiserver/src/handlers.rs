@@ -60,9 +60,12 @@ fn field_validation(res: &ResourceInfo, definition: &str, raw: &[u8], obj: &Valu
         return Ok(vec![]);
     }
     let mut problems: Vec<String> = Vec::new();
-    if raw.first().is_some_and(|c| *c == b'{') {
-        problems.extend(openapi::duplicate_fields(raw).into_iter().map(|f| format!("duplicate field \"{f}\"")));
-    }
+    let dups = match raw.iter().find(|c| !c.is_ascii_whitespace()) {
+        None => vec![],
+        Some(b'{') => openapi::duplicate_fields(raw),
+        Some(_) => openapi::duplicate_fields_yaml(raw),
+    };
+    problems.extend(dups.into_iter().map(|f| format!("duplicate field \"{f}\"")));
     problems.extend(openapi::unknown_fields(definition, obj).into_iter().map(|f| format!("unknown field \"{f}\"")));
     if problems.is_empty() {
         return Ok(vec![]);
@@ -184,7 +187,7 @@ pub struct Filter {
 
 impl Filter {
     pub fn parse(res: &ResourceInfo, q: &Query) -> Result<Filter, StatusError> {
-        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or("")).map_err(|e| StatusError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or("")).map_err(|e| StatusError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or("")).map_err(|e| StatusError::bad_request(e.to_string()))?;
         fields.check_supported(res).map_err(|e| StatusError::bad_request(e.to_string()))?;
         Ok(Filter { labels, fields })
@@ -367,7 +370,7 @@ pub async fn create(app: &App, rr: &ResourceRequest, q: &Query, headers: &Header
 
 /// Creates an object (name or generateName resolved here), allocating what the kind
 /// needs (Service cluster IPs and node ports).
-pub async fn create_object(app: &App, res: &ResourceInfo, mut obj: Value, manager: &str, dry_run: bool) -> Result<Value, StatusError> {
+pub async fn create_object(app: &App, res: &ResourceInfo, obj: Value, manager: &str, dry_run: bool) -> Result<Value, StatusError> {
     let generate = obj.pointer("/metadata/generateName").and_then(Value::as_str).map(String::from);
     let given = meta::name(&obj).to_string();
     if given.is_empty() && generate.as_deref().unwrap_or("").is_empty() {

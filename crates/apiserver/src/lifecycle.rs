@@ -127,6 +127,7 @@ async fn namespaces(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> Result
                 Ok(handlers::decide_after_update(ns_res, cur, new))
             })
             .await
+            .map(|_| ())
             .or_else(ignore_not_found)?;
             continue;
         }

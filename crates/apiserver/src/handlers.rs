@@ -85,12 +85,13 @@ pub fn parse_body(res: &ResourceInfo, headers: &HeaderMap, body: &[u8]) -> Resul
     let media = ct.split(';').next().unwrap_or("").trim();
     let v: Value = match media {
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| cannot_handle(res, e))?,
+        "application/vnd.kubernetes.protobuf" => skiff_api::protobuf::decode(body).map_err(|e| cannot_handle(res, e))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             serde_yaml::from_slice(body).map_err(|e| cannot_handle(res, format!("yaml: {e}")))?
         }
         other => {
             return Err(StatusError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other:?})"
             )))
         }
     };

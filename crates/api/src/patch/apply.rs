@@ -1180,4 +1180,20 @@ mod tests {
             obj["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["nginx", "sidecar"]);
     }
+
+    #[test]
+    fn config_map_data_follows_the_applied_configuration() {
+        let apply_cm = |live: Option<&Value>, data: Value, manager: &str| {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
+            server_side_apply(CM, live, &cm, manager, false, T0).map(stored)
+        };
+        let live = apply_cm(None, json!({"a": "1", "b": "2"}), "kubectl").unwrap();
+        assert_eq!(fields_of(&live, "kubectl", "Apply"), &json!({"f:data": {"f:a": {}, "f:b": {}}}));
+        let err = apply_cm(Some(&live), json!({"a": "changed"}), "other");
+        assert_eq!(conflicts(err), [("kubectl".to_string(), ".data.a".to_string())]);
+        let obj = apply_cm(Some(&live), json!({"a": "1"}), "kubectl").unwrap();
+        assert_eq!(obj["data"], json!({"a": "1"}));
+        let obj = apply_cm(Some(&obj), json!({"c": "3"}), "other").unwrap();
+        assert_eq!(obj["data"], json!({"a": "1", "c": "3"}));
+    }
 }

@@ -93,38 +93,27 @@ pub fn merge_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
             merge_objects(&mut out, p);
             Ok(Value::Object(out))
         }
-        (_, Value::Object(p)) => {
-            let mut out = Map::new();
-            merge_objects(&mut out, p);
-            Ok(Value::Object(out))
-        }
-        (_, Value::Array(items)) => Ok(Value::Array(items.iter().filter(|v| !v.is_null()).cloned().map(prune_nulls).collect())),
+        (_, Value::Object(_) | Value::Array(_)) => Ok(prune_nulls(patch.clone())),
         _ => Err(PatchError::Malformed("Invalid JSON Patch".into())),
     }
 }
 
 fn merge_objects(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     for (k, v) in patch {
-        match v {
-            Value::Null => {
+        match (v, target.get_mut(k)) {
+            (Value::Null, _) => {
                 target.remove(k);
             }
-            Value::Object(p) => match target.get_mut(k) {
-                Some(Value::Object(t)) => merge_objects(t, p),
-                _ => {
-                    let mut fresh = Map::new();
-                    merge_objects(&mut fresh, p);
-                    target.insert(k.clone(), Value::Object(fresh));
-                }
-            },
-            other => {
-                target.insert(k.clone(), other.clone());
+            (Value::Object(p), Some(Value::Object(t))) => merge_objects(t, p),
+            (v, _) => {
+                target.insert(k.clone(), prune_nulls(v.clone()));
             }
         }
     }
 }
 
-/// Drops null members of objects, as a merge patch does for values it adds.
+/// Drops null members of objects (at any depth), as a merge patch does for the
+/// values it adds; null elements of arrays stay.
 fn prune_nulls(v: Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, prune_nulls(v))).collect()),
@@ -158,4 +147,59 @@ pub fn server_side_apply(
 /// it changed from other managers. `subresource` is `""` or `"status"`, etc.
 pub fn record_update(definition: &str, old: Option<&Value>, new: &mut Value, manager: &str, subresource: &str, now: &str) {
     apply::record_update(definition, old, new, manager, subresource, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_patch_applies_operations_in_order() {
+        let target = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1}});
+        let patch = json!([
+            {"op": "test", "path": "/spec/replicas", "value": 1},
+            {"op": "replace", "path": "/spec/replicas", "value": 3},
+            {"op": "add", "path": "/metadata/labels/b", "value": "2"},
+            {"op": "remove", "path": "/metadata/labels/a"}
+        ]);
+        assert_eq!(json_patch(&target, &patch).unwrap(), json!({"metadata": {"labels": {"b": "2"}}, "spec": {"replicas": 3}}));
+    }
+
+    #[test]
+    fn json_patch_failures_are_told_apart_from_malformed_documents() {
+        let target = json!({"spec": {"replicas": 1}});
+        assert!(matches!(json_patch(&target, &json!([{"op": "test", "path": "/spec/replicas", "value": 2}])), Err(PatchError::Failed(_))));
+        assert!(matches!(json_patch(&target, &json!([{"op": "remove", "path": "/spec/missing"}])), Err(PatchError::Failed(_))));
+        assert!(matches!(json_patch(&target, &json!({"op": "remove"})), Err(PatchError::Malformed(_))));
+        assert!(matches!(json_patch(&target, &json!([{"op": "frobnicate", "path": "/"}])), Err(PatchError::Malformed(_))));
+    }
+
+    #[test]
+    fn merge_patch_merges_objects_and_null_deletes() {
+        let target = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"ports": [1, 2]}});
+        let patch = json!({"metadata": {"labels": {"a": null, "c": "3"}}, "spec": {"ports": [3], "new": {"x": null, "y": 1}}});
+        assert_eq!(
+            merge_patch(&target, &patch).unwrap(),
+            json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"ports": [3], "new": {"y": 1}}})
+        );
+    }
+
+    #[test]
+    fn merge_patch_of_a_non_object_follows_upstream() {
+        assert_eq!(merge_patch(&json!([1]), &json!({"a": null, "b": 1})).unwrap(), json!({"b": 1}));
+        assert_eq!(merge_patch(&json!({"a": 1}), &json!([1, null])).unwrap(), json!([1, null]));
+        assert_eq!(merge_patch(&json!({"a": 1}), &json!(null)), Err(PatchError::Malformed("Invalid JSON Patch".into())));
+        assert_eq!(merge_patch(&json!({"a": 1}), &json!("x")), Err(PatchError::Malformed("Invalid JSON Patch".into())));
+    }
+
+    #[test]
+    fn conflict_messages_group_several_conflicts_by_manager() {
+        let c = |m: &str, f: &str| Conflict { manager: m.into(), field: f.into(), description: format!("{m:?}") };
+        let msg = conflicts_message(&[c("b", ".spec.replicas"), c("a", ".spec.paused"), c("b", ".spec.minReadySeconds")]);
+        assert_eq!(
+            msg,
+            "Apply failed with 3 conflicts: conflicts with \"a\":\n- .spec.paused\nconflicts with \"b\":\n- .spec.replicas\n- .spec.minReadySeconds"
+        );
+    }
 }

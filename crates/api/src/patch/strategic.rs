@@ -581,6 +581,13 @@ mod tests {
     }
 
     #[test]
+    fn retain_keys_clears_the_rolling_update_when_switching_to_recreate() {
+        let live = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}}});
+        let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}});
+        assert_eq!(smp(DEPLOY, live, patch)["spec"]["strategy"], json!({"type": "Recreate"}));
+    }
+
+    #[test]
     fn retain_keys_rejects_a_patch_with_unlisted_keys() {
         let live = json!({"spec": {"strategy": {"type": "Recreate"}}});
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {"maxSurge": 1}}}});

@@ -128,17 +128,17 @@ pub(crate) fn path_string(path: &[PathElement]) -> String {
     path.iter().map(ToString::to_string).collect()
 }
 
-/// A total order on JSON values: by type (null, bool, number, string, array, object),
-/// then by value.
+/// A total order on JSON values, upstream's: by type (numbers, strings, booleans,
+/// arrays, objects, null), then by value.
 pub(crate) fn compare_values(a: &Value, b: &Value) -> Ordering {
     fn rank(v: &Value) -> u8 {
         match v {
-            Value::Null => 0,
-            Value::Bool(_) => 1,
-            Value::Number(_) => 2,
-            Value::String(_) => 3,
-            Value::Array(_) => 4,
-            Value::Object(_) => 5,
+            Value::Number(_) => 0,
+            Value::String(_) => 1,
+            Value::Bool(_) => 2,
+            Value::Array(_) => 3,
+            Value::Object(_) => 4,
+            Value::Null => 5,
         }
     }
     match (a, b) {

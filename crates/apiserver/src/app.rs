@@ -23,11 +23,19 @@ pub struct Settings {
     pub node_port_range: (u16, u16),
     /// How many recent events each watch cache keeps for resumption.
     pub watch_history: usize,
+    /// How often the datastore's history is compacted (None: never). Each pass
+    /// compacts to the revision the previous pass saw, so history spans one interval.
+    pub compaction_interval: Option<std::time::Duration>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { service_cidr: ("10.96.0.0".parse().unwrap(), 12), node_port_range: (30000, 32767), watch_history: 10_000 }
+        Settings {
+            service_cidr: ("10.96.0.0".parse().unwrap(), 12),
+            node_port_range: (30000, 32767),
+            watch_history: 10_000,
+            compaction_interval: Some(std::time::Duration::from_secs(300)),
+        }
     }
 }
 

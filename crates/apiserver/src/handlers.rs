@@ -45,6 +45,16 @@ fn cannot_handle(res: &ResourceInfo, detail: impl std::fmt::Display) -> StatusEr
     ))
 }
 
+/// The raw body to scan for duplicate keys: none for protobuf (it cannot repeat keys).
+fn text_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> &'a [u8] {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        b""
+    } else {
+        body
+    }
+}
+
 /// Strict-field check result: warnings to send back.
 fn field_validation(res: &ResourceInfo, definition: &str, raw: &[u8], obj: &Value, q: &Query) -> Result<Vec<String>, StatusError> {
     let mode = q.get("fieldValidation").unwrap_or("Warn");
@@ -362,7 +372,7 @@ pub async fn create(app: &App, rr: &ResourceRequest, q: &Query, headers: &Header
     let format = Format::negotiate(headers, q.get("includeObject"))?;
     let mut obj = parse_body(rr.res, headers, body)?;
     check_type(rr.res, &mut obj, rr.res.kind, &rr.res.api_version())?;
-    let warnings = field_validation(rr.res, rr.res.definition, body, &obj, q)?;
+    let warnings = field_validation(rr.res, rr.res.definition, text_body(headers, body), &obj, q)?;
     check_namespace_field(rr, &mut obj)?;
     let manager = field_manager(q, headers)?;
     let created = create_object(app, rr.res, obj, &manager, q.dry_run()).await?;
@@ -439,7 +449,7 @@ pub async fn update(app: &App, rr: &ResourceRequest, q: &Query, headers: &Header
     }
     let mut obj = parse_body(rr.res, headers, body)?;
     check_type(rr.res, &mut obj, rr.res.kind, &rr.res.api_version())?;
-    let warnings = field_validation(rr.res, rr.res.definition, body, &obj, q)?;
+    let warnings = field_validation(rr.res, rr.res.definition, text_body(headers, body), &obj, q)?;
     check_namespace_field(rr, &mut obj)?;
     if meta::name(&obj) != name {
         if meta::name(&obj).is_empty() {

@@ -97,17 +97,27 @@ fn constant_eq(a: &str, b: &str) -> bool {
 }
 
 async fn read_body(body: Body) -> Result<Bytes, StatusError> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(StatusError::too_large(format!("Request entity too large: limit is {MAX_BODY}")))
-            } else {
-                Err(StatusError::bad_request(format!("reading the request body failed: {e}")))
+    // Reads up to MAX_BODY; past it, keeps draining (up to a hard cap) so the client
+    // can finish sending and read the 413 instead of seeing a broken pipe.
+    const DRAIN_CAP: usize = 64 * 1024 * 1024;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| StatusError::bad_request(format!("reading the request body failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_CAP {
+                break;
             }
         }
     }
+    if seen > MAX_BODY {
+        return Err(StatusError::too_large(format!("Request entity too large: limit is {MAX_BODY}")));
+    }
+    Ok(buf.freeze())
 }
 
 async fn dispatch(State(state): State<Arc<(App, String)>>, req: Request) -> Response<Body> {

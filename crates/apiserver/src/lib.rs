@@ -80,9 +80,12 @@ impl Server {
         let serve = tokio::spawn(http::serve(listener, tls, router));
         let advertise_ip = advertise.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()).unwrap_or_default();
         lifecycle::bootstrap(&app, &advertise_ip, addr.port()).await.map_err(|e| anyhow::anyhow!("bootstrapping built-in objects: {e}"))?;
-        let lifecycle = tokio::spawn(lifecycle::run(app.clone()));
+        let mut tasks = vec![serve, tokio::spawn(lifecycle::run(app.clone()))];
+        if let Some(every) = config.settings.compaction_interval {
+            tasks.push(tokio::spawn(lifecycle::compact(app.clone(), every)));
+        }
         app.set_ready(true);
         let kubeconfig = pki::write_kubeconfig(&config.data_dir, &creds, &[format!("https://{advertise}")])?;
-        Ok(Server { app, addr, kubeconfig, tasks: vec![serve, lifecycle] })
+        Ok(Server { app, addr, kubeconfig, tasks })
     }
 }

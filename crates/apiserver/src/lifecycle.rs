@@ -76,6 +76,24 @@ fn first_service_ip(app: &App) -> String {
     std::net::Ipv4Addr::from(base + 1).to_string()
 }
 
+/// Compacts the datastore's history every interval, to the revision seen one interval
+/// before (as kube-apiserver does), so watchers have one interval to resume.
+pub async fn compact(app: App, every: Duration) {
+    let mut previous: Option<i64> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(rev) = app.store.current_revision().await else { continue };
+        if let Some(p) = previous {
+            if p > 0 {
+                if let Err(e) = app.store.compact(p).await {
+                    tracing::warn!("compaction to revision {p} failed: {e}");
+                }
+            }
+        }
+        previous = Some(rev);
+    }
+}
+
 /// Runs the namespace and garbage-collection loops until the task is dropped.
 pub async fn run(app: App) {
     let mut last_rev = -1;

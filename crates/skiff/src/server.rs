@@ -23,6 +23,14 @@ pub struct ServerArgs {
     /// Service cluster IP range (IPv4 CIDR).
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cidr: String,
+    /// Recent events each resource's watch cache keeps, so watchers can resume from
+    /// an older resourceVersion (older ones get 410 Gone and relist).
+    #[arg(long, default_value_t = 10_000)]
+    pub watch_cache_size: usize,
+    /// Seconds between datastore compactions (history older than one interval is
+    /// dropped). 0 disables compaction.
+    #[arg(long, default_value_t = 300)]
+    pub compaction_interval: u64,
 }
 
 pub fn parse_cidr(s: &str) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
@@ -53,7 +61,12 @@ pub fn open_store(datastore: &str, data_dir: &std::path::Path) -> anyhow::Result
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store = open_store(&args.datastore, &args.data_dir)?;
-    let settings = Settings { service_cidr: parse_cidr(&args.service_cidr)?, ..Settings::default() };
+    let settings = Settings {
+        service_cidr: parse_cidr(&args.service_cidr)?,
+        watch_history: args.watch_cache_size.max(1),
+        compaction_interval: (args.compaction_interval > 0).then(|| std::time::Duration::from_secs(args.compaction_interval)),
+        ..Settings::default()
+    };
     let started = std::time::Instant::now();
     let server = Server::start(Config { data_dir: args.data_dir.clone(), listen: args.listen, settings }, store).await?;
     eprintln!("skiff server listening on https://{} (ready in {} ms)", server.addr, started.elapsed().as_millis());

@@ -142,16 +142,33 @@ async fn label_selector_watches_see_objects_enter_and_leave() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn watch_from_a_compacted_or_unknown_old_version_gets_410_gone() {
-    let s = TestServer::start();
+async fn watch_from_a_version_older_than_the_cache_history_gets_410_gone() {
+    let s = TestServer::start_with(tempfile::tempdir().unwrap(), &["--watch-cache-size", "5"]);
     let api = Api::new(&s);
-    // A resource version older than the watch history: version 1 with no history
-    // before the cache started.
-    let events = api.watch("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=1", 1, Duration::from_secs(5)).await;
+    let (_, first) = api.post("/api/v1/namespaces/default/configmaps", &cm("old", "0")).await;
+    let rv = first["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    for i in 0..10 {
+        api.post("/api/v1/namespaces/default/configmaps", &cm(&format!("n{i}"), "x")).await;
+    }
+    let events = api.watch(&format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"), 1, Duration::from_secs(5)).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["type"], "ERROR");
     assert_eq!(events[0]["object"]["code"], 410);
     assert_eq!(events[0]["object"]["reason"], "Expired");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_a_valid_token_get_401() {
+    let s = TestServer::start();
+    let api = Api::new(&s);
+    let r = api.http.get(format!("{}/api/v1/namespaces", api.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = api.http.get(format!("{}/api/v1/namespaces", api.base)).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let st: Value = r.json().await.unwrap();
+    assert_eq!(st["reason"], "Unauthorized");
+    let r = api.http.get(format!("{}/readyz", api.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "health endpoints stay open");
 }
 
 #[tokio::test(flavor = "multi_thread")]

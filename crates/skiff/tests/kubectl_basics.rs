@@ -70,14 +70,14 @@ fn builtin_namespaces_exist_from_the_start() {
 fn anonymous_requests_are_refused() {
     let s = TestServer::start();
     let out = std::process::Command::new("kubectl")
-        .args(["--server", &format!("https://{}", s.addr), "--insecure-skip-tls-verify", "get", "pods"])
+        .args(["--server", &format!("https://{}", s.addr), "--insecure-skip-tls-verify", "--token", "not-a-valid-token", "get", "pods"])
         .env("HOME", s.data_dir())
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Unauthorized") || err.contains("provide credentials"), "{err}");
+    assert!(err.contains("Unauthorized"), "{err}");
 }
 
 #[test]

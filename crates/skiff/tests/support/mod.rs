@@ -22,10 +22,16 @@ impl TestServer {
     }
 
     pub fn start_in(dir: tempfile::TempDir) -> TestServer {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts the server with extra flags.
+    pub fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["server", "--data-dir"])
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("SKIFF_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

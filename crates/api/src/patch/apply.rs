@@ -970,7 +970,12 @@ mod tests {
 
     #[test]
     fn reapplying_without_a_field_removes_it() {
-        let live = apply(None, &deployment(Some(2), "nginx:1.27"), "kubectl", false, T0).unwrap();
+        let mut live = apply(None, &deployment(Some(2), "nginx:1.27"), "kubectl", false, T0).unwrap();
+        // Defaults the server filled in belong to nobody and survive pruning.
+        live["spec"]["revisionHistoryLimit"] = json!(10);
+        live["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+        live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("IfNotPresent");
+        live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
         let mut fewer = deployment(None, "nginx:1.27");
         fewer["metadata"]["labels"] = json!({"team": "a"});
         let obj = apply(Some(&live), &fewer, "kubectl", false, T1).unwrap();
@@ -980,6 +985,12 @@ mod tests {
         assert_eq!(obj["metadata"]["uid"], live["metadata"]["uid"]);
         assert_eq!(obj["metadata"]["name"], "web");
         assert!(fields_of(&obj, "kubectl", "Apply")["f:spec"].get("f:replicas").is_none());
+        assert_eq!(obj["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(obj["spec"]["strategy"], live["spec"]["strategy"]);
+        assert_eq!(obj["spec"]["template"]["spec"]["containers"], live["spec"]["template"]["spec"]["containers"]);
+        // Applying the same configuration again changes nothing.
+        let again = apply(Some(&obj), &fewer, "kubectl", false, T2).unwrap();
+        assert_eq!(again, obj);
     }
 
     #[test]
@@ -1195,5 +1206,27 @@ mod tests {
         assert_eq!(obj["data"], json!({"a": "1"}));
         let obj = apply_cm(Some(&obj), json!({"c": "3"}), "other").unwrap();
         assert_eq!(obj["data"], json!({"a": "1", "c": "3"}));
+    }
+
+    #[test]
+    fn dropping_a_container_from_the_configuration_removes_it() {
+        let mut two = deployment(Some(1), "nginx");
+        two["spec"]["template"]["spec"]["containers"] = json!([{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]);
+        let live = apply(None, &two, "kubectl", false, T0).unwrap();
+        let mut one = two.clone();
+        one["spec"]["template"]["spec"]["containers"] = json!([{"name": "a", "image": "a"}]);
+        let obj = apply(Some(&live), &one, "kubectl", false, T1).unwrap();
+        assert_eq!(obj["spec"]["template"]["spec"]["containers"], json!([{"name": "a", "image": "a"}]));
+    }
+
+    #[test]
+    fn service_ports_are_keyed_by_port_and_default_protocol() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}});
+        let obj = server_side_apply("io.k8s.api.core.v1.Service", None, &svc, "kubectl", false, T0).unwrap();
+        assert_eq!(
+            fields_of(&obj, "kubectl", "Apply")["f:spec"],
+            json!({"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:targetPort": {}}}, "f:selector": {}})
+        );
     }
 }

@@ -77,7 +77,7 @@ fn anonymous_requests_are_refused() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Unauthorized"), "{err}");
+    assert!(err.contains("You must be logged in to the server"), "{err}");
 }
 
 #[test]

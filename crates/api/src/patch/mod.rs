@@ -1,17 +1,22 @@
 //! Patching: JSON patch (RFC 6902), JSON merge patch (RFC 7386), strategic merge
 //! patch, and server-side apply with `managedFields`.
 //!
-//! CONTRACT (implemented by the patch work item):
+//! A short tour:
 //! - [`meta`]: patch metadata of every list in the built-in kinds: strategy (`merge`,
 //!   `retainKeys`, `replace`), merge key, list type (`atomic`, `set`, `map`) and map keys,
 //!   keyed by (definition name, field). The OpenAPI documents publish it as
 //!   `x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`,
 //!   `x-kubernetes-list-type`, `x-kubernetes-list-map-keys`.
-//! - [`strategic_merge_patch`]: upstream semantics, walking the schema from the
-//!   kind's definition: merge keys, `$patch: replace|delete|merge`, `$retainKeys`,
-//!   `$setElementOrder/<field>`, `$deleteFromPrimitiveList/<field>`, null deletes.
-//! - [`server_side_apply`] and [`record_update`]: field ownership in
-//!   `metadata.managedFields` (fieldsV1), conflicts naming the other manager, `force`.
+//! - `typed`: the walk from a kind's definition down to any nested field, shared by
+//!   the strategic merge patch and server-side apply.
+//! - `strategic`: [`strategic_merge_patch`] with upstream semantics: merge keys,
+//!   `$patch: replace|delete`, `$retainKeys`, `$setElementOrder/<field>`,
+//!   `$deleteFromPrimitiveList/<field>`, null deletes.
+//! - `fieldpath` and `apply`: field sets in the `fieldsV1` format, and
+//!   [`server_side_apply`] / [`record_update`], which keep `metadata.managedFields`
+//!   the way kube-apiserver does (structured-merge-diff semantics).
+//!
+//! Everything here is pure: objects in, objects out.
 
 use serde_json::{Map, Value};
 

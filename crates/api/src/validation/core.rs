@@ -380,9 +380,9 @@ fn service_update(new: &Value, old: &Value, errs: &mut Errs) {
     }
 }
 
-/// `ValidateNonSpecialIP`. Loopback is tolerated where `allow_loopback` is false only;
-/// a single-node cluster advertises 127.0.0.1 in the `kubernetes` Endpoints.
-fn non_special_ip(addr: &str, path: &Path, reject_loopback: bool, errs: &mut Errs) {
+/// `ValidateNonSpecialIP`. Endpoints pass `reject_loopback = false`: a single-node
+/// cluster advertises 127.0.0.1 in the `kubernetes` Endpoints.
+pub(crate) fn non_special_ip(addr: &str, path: &Path, reject_loopback: bool, errs: &mut Errs) {
     let Some(ip) = names::parse_ip(addr) else {
         errs.push(Cause::invalid(path, &Value::from(addr), "must be a valid IP address"));
         return;

@@ -47,11 +47,11 @@ pub(crate) fn validate_endpoint_slice(obj: &Value, old: Option<&Value>, errs: &m
                 let aip = ap.index(j);
                 match addr_type {
                     "IPv4" => match names::parse_ip(a) {
-                        Some(ip) if ip.is_ipv4() => {}
+                        Some(ip) if ip.is_ipv4() => super::core::non_special_ip(a, &aip, false, errs),
                         _ => errs.push(Cause::invalid(&aip, &Value::from(a), "must be a valid IPv4 address")),
                     },
                     "IPv6" => match names::parse_ip(a) {
-                        Some(ip) if ip.is_ipv6() => {}
+                        Some(ip) if ip.is_ipv6() => super::core::non_special_ip(a, &aip, false, errs),
                         _ => errs.push(Cause::invalid(&aip, &Value::from(a), "must be a valid IPv6 address")),
                     },
                     "FQDN" => fqdn(a, &aip, errs),
@@ -204,11 +204,17 @@ mod tests {
 
     #[test]
     fn endpoint_slice_addresses_match_their_type() {
-        let s =
-            json!({"metadata": {"name": "s", "namespace": "d"}, "addressType": "IPv4", "endpoints": [{"addresses": ["::1", "10.0.0.1"]}]});
+        let addresses = json!(["::1", "10.0.0.1", "0.0.0.0", "127.0.0.1"]);
+        let s = json!({"metadata": {"name": "s", "namespace": "d"}, "addressType": "IPv4", "endpoints": [{"addresses": addresses}]});
         let e = check(validate_endpoint_slice, &s, None);
-        assert_eq!(e.len(), 1);
-        assert_eq!(e[0].field, "endpoints[0].addresses[0]");
+        let lines: Vec<String> = e.iter().map(|c| c.line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "endpoints[0].addresses[0]: Invalid value: \"::1\": must be a valid IPv4 address".to_string(),
+                "endpoints[0].addresses[2]: Invalid value: \"0.0.0.0\": may not be unspecified (0.0.0.0)".to_string()
+            ]
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod convert;
 pub mod defaults;
 pub mod meta;
 pub mod openapi;

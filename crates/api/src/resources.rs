@@ -80,6 +80,10 @@ impl ResourceInfo {
     /// Namespaced objects live under `{prefix}{namespace}/{name}`,
     /// cluster-scoped ones under `{prefix}{name}`.
     pub fn key_prefix(&self) -> String {
+        // events.k8s.io Events share storage with core Events (see `convert`).
+        if crate::convert::stored_as_core_event(self) {
+            return "/registry/core/events/".into();
+        }
         let group = if self.group.is_empty() { "core" } else { self.group };
         format!("/registry/{}/{}/", group, self.plural)
     }

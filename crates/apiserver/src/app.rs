@@ -159,7 +159,7 @@ impl App {
         let key = res.key(namespace, name);
         match self.store.get(&key).await.map_err(|e| store_error(res, name, e))? {
             None => Ok(None),
-            Some(kv) => match decode_stored(&kv) {
+            Some(kv) => match decode_stored(res, &kv) {
                 Some(v) => Ok(Some((v, kv))),
                 None => Err(StatusError::internal(format!("stored object {key} is not valid JSON"))),
             },
@@ -199,14 +199,14 @@ impl App {
                     if dry_run {
                         return Ok(Written::Created(v));
                     }
-                    self.store.create(&key, encode_for_store(&v)).await.map(|kv| Written::Created(with_revision(v, &kv)))
+                    self.store.create(&key, encode_for_store(res, &v)).await.map(|kv| Written::Created(with_revision(v, &kv)))
                 }
                 (Decision::Write(v), Some((_, kv))) => {
                     if dry_run {
                         return Ok(Written::Updated(v));
                     }
                     self.store
-                        .update(&key, encode_for_store(&v), kv.mod_revision)
+                        .update(&key, encode_for_store(res, &v), kv.mod_revision)
                         .await
                         .map(|new| Written::Updated(with_revision(v, &new)))
                 }
@@ -265,8 +265,8 @@ fn qualified(res: &ResourceInfo) -> String {
 }
 
 /// The stored form of an object: no resourceVersion (the store's revision is the truth).
-pub fn encode_for_store(v: &Value) -> Bytes {
-    let mut v = v.clone();
+pub fn encode_for_store(res: &ResourceInfo, v: &Value) -> Bytes {
+    let mut v = skiff_api::convert::to_storage(res, v.clone());
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
         m.remove("selfLink");

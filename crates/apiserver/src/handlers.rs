@@ -274,7 +274,7 @@ async fn list_from_store(app: &App, rr: &ResourceRequest, filter: &Filter, rv: i
         let more_in_store = res.more;
         let last_key = res.items.last().map(|kv| kv.key.clone());
         for kv in res.items {
-            let Some(v) = decode_stored(&kv) else { continue };
+            let Some(v) = decode_stored(rr.res, &kv) else { continue };
             let c = crate::object::cached(rr.res, &v);
             if filter.matches(&c) {
                 out.push((kv.key.clone(), c.json));
@@ -406,7 +406,7 @@ pub async fn create_object(app: &App, res: &ResourceInfo, obj: Value, manager: &
             return Ok(o);
         }
         let key = res.key(namespace.as_deref(), &name);
-        match app.store.create(&key, crate::app::encode_for_store(&o)).await {
+        match app.store.create(&key, crate::app::encode_for_store(res, &o)).await {
             Ok(kv) => {
                 let mut o = o;
                 meta::set_resource_version(&mut o, kv.mod_revision);
@@ -725,16 +725,7 @@ fn apply_error(res: &ResourceInfo, name: &str, e: patch::ApplyError) -> StatusEr
     match e {
         patch::ApplyError::Patch(p) => StatusError::bad_request(p.to_string()),
         patch::ApplyError::Conflicts(cs) => {
-            let mut by_manager: Vec<String> = Vec::new();
-            for c in &cs {
-                by_manager.push(format!("conflict with \"{}\": {}", c.manager, c.field));
-            }
-            let msg = if cs.len() == 1 {
-                format!("Apply failed with 1 conflict: {}", by_manager[0])
-            } else {
-                format!("Apply failed with {} conflicts: {}", cs.len(), by_manager.join("\n"))
-            };
-            let mut e = StatusError::new(409, "Conflict", msg);
+            let mut e = StatusError::new(409, "Conflict", patch::conflicts_message(&cs));
             e.name = Some(name.to_string());
             e.group = Some(res.group.to_string());
             e.kind = Some(res.plural.to_string());
@@ -773,7 +764,7 @@ async fn create_object_apply(app: &App, res: &ResourceInfo, obj: Value, manager:
     if dry_run {
         return Ok(o);
     }
-    let kv = app.store.create(&res.key(namespace.as_deref(), &name), crate::app::encode_for_store(&o)).await.map_err(|e| store_error(res, &name, e))?;
+    let kv = app.store.create(&res.key(namespace.as_deref(), &name), crate::app::encode_for_store(res, &o)).await.map_err(|e| store_error(res, &name, e))?;
     meta::set_resource_version(&mut o, kv.mod_revision);
     if res.kind == "Service" {
         let _ = app.cache(res).wait_for(kv.mod_revision, std::time::Duration::from_secs(5)).await;

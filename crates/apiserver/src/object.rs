@@ -39,9 +39,10 @@ impl CachedObject {
     }
 }
 
-/// Decodes a stored value into a JSON object with its resourceVersion set.
-pub fn decode_stored(kv: &KeyValue) -> Option<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value).ok()?;
+/// Decodes a stored value into the JSON object `res` serves, with its resourceVersion set.
+pub fn decode_stored(res: &ResourceInfo, kv: &KeyValue) -> Option<Value> {
+    let v: Value = serde_json::from_slice(&kv.value).ok()?;
+    let mut v = skiff_api::convert::from_storage(res, v);
     meta::set_resource_version(&mut v, kv.mod_revision);
     Some(v)
 }
@@ -67,7 +68,7 @@ pub fn cached(res: &ResourceInfo, v: &Value) -> CachedObject {
 
 /// The decoder the watch cache of `res` uses.
 pub fn decoder(res: &'static ResourceInfo) -> Decoder<CachedObject> {
-    Arc::new(move |kv: &KeyValue| decode_stored(kv).map(|v| cached(res, &v)))
+    Arc::new(move |kv: &KeyValue| decode_stored(res, kv).map(|v| cached(res, &v)))
 }
 
 pub type Entry = Arc<CacheEntry<CachedObject>>;

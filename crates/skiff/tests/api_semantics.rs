@@ -325,3 +325,24 @@ async fn pods_are_deleted_gracefully_once_bound_to_a_node() {
     let (code, _) = api.get("/api/v1/namespaces/default/pods/p").await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_written_through_events_k8s_io_are_visible_as_core_events() {
+    let s = TestServer::start();
+    let api = Api::new(&s);
+    let e = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "ev1"},
+        "regarding": {"kind": "Pod", "namespace": "default", "name": "web-1"}, "note": "Pulled image", "reason": "Pulled",
+        "type": "Normal", "action": "Pull", "reportingController": "skiff/agent", "reportingInstance": "node-1",
+        "eventTime": "2026-01-01T00:00:00.000000Z"});
+    let (code, created) = api.post("/apis/events.k8s.io/v1/namespaces/default/events", &e).await;
+    assert_eq!(code, 201, "{created}");
+    let (code, core) = api.get("/api/v1/namespaces/default/events/ev1").await;
+    assert_eq!(code, 200);
+    assert_eq!(core["involvedObject"]["name"], "web-1");
+    assert_eq!(core["message"], "Pulled image");
+    let (_, list) = api.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dweb-1").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let (_, again) = api.get("/apis/events.k8s.io/v1/namespaces/default/events/ev1").await;
+    assert_eq!(again["note"], "Pulled image");
+    assert_eq!(again["apiVersion"], "events.k8s.io/v1");
+}

@@ -205,7 +205,15 @@ pub(crate) fn validate_replica_set(obj: &Value, old: Option<&Value>, errs: &mut 
 // === StatefulSet ===
 
 pub(crate) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
-    metadata(obj, old, errs);
+    // Pods are named `<set>-<ordinal>`, so new sets need DNS label names; updates do
+    // not re-check the name, as older sets were admitted with subdomain names.
+    match old {
+        None => meta::object_meta(obj, true, NameRule::Label, errs),
+        Some(old) => {
+            meta::object_meta_update(obj, old, errs);
+            meta::object_meta(obj, true, NameRule::Subdomain, errs);
+        }
+    }
     let sp = Path::new("spec");
     let spec = obj.get("spec").unwrap_or(&NULL);
     match spec.str_or_empty("podManagementPolicy") {
@@ -239,6 +247,7 @@ pub(crate) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut
         }
     }
     nonnegative(spec.get("replicas"), &sp.child("replicas"), errs);
+    nonnegative(spec.get("minReadySeconds"), &sp.child("minReadySeconds"), errs);
     if let Some(start) = spec.pointer("/ordinals/start") {
         nonnegative(Some(start), &sp.child("ordinals.start"), errs);
     }
@@ -249,20 +258,11 @@ pub(crate) fn validate_stateful_set(obj: &Value, old: Option<&Value>, errs: &mut
         errs.push(invalid_go(&sp.child("selector"), &go_label_selector(spec.get("selector").unwrap_or(&NULL)), ""));
     } else {
         template_matches(&sel, template, &tp, true, errs);
-    }
-    // Containers may mount the claim templates as volumes.
-    let claims: Vec<String> = spec
-        .get_arr("volumeClaimTemplates")
-        .iter()
-        .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str).map(String::from))
-        .collect();
-    pod::pod_template(template, &tp, SpecOpts { is_pod: false, claim_templates: &claims }, errs);
-    for (i, claim) in spec.get_arr("volumeClaimTemplates").iter().enumerate() {
-        let cp = sp.child("volumeClaimTemplates").index(i);
-        let md = claim.get("metadata").unwrap_or(&NULL);
-        meta::labels(md.get("labels"), &cp.child("metadata").child("labels"), errs);
-        meta::annotations(md.get("annotations"), &cp.child("metadata").child("annotations"), errs);
-        super::core::pvc_spec(claim.get("spec").unwrap_or(&NULL), &cp.child("spec"), errs);
+        // Upstream leaves the pod spec of a StatefulSet unvalidated (its volumes would
+        // not account for the claim templates); the pods it creates are validated.
+        let md = template.get("metadata").unwrap_or(&NULL);
+        meta::labels(md.get("labels"), &tp.child("labels"), errs);
+        meta::annotations(md.get("annotations"), &tp.child("annotations"), errs);
     }
     restart_always(template, &tp, errs);
     if template.pointer("/spec/activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
@@ -302,16 +302,25 @@ pub(crate) fn validate_daemon_set(obj: &Value, old: Option<&Value>, errs: &mut E
     metadata(obj, old, errs);
     let sp = Path::new("spec");
     let spec = obj.get("spec").unwrap_or(&NULL);
-    let sel = workload_selector(spec, "empty selector is invalid for daemonset", errs);
+    // Unlike the other workloads, a missing selector is only reported as a mismatch.
+    let sel_path = sp.child("selector");
+    if let Some(s) = spec.get("selector").filter(|s| !s.is_null()) {
+        meta::label_selector(s, &sel_path, errs);
+    }
+    let sel = Selector::from_json(spec.get("selector"));
     let tp = sp.child("template");
     let template = spec.get("template").unwrap_or(&NULL);
     template_matches(&sel, template, &tp, false, errs);
+    if let Some(s) = spec.get("selector").filter(|s| !s.is_null()) {
+        if s.get_obj("matchLabels").map(|m| m.len()).unwrap_or(0) + s.get_arr("matchExpressions").len() == 0 {
+            errs.push(invalid_go(&sel_path, &go_label_selector(s), "empty selector is invalid for daemonset"));
+        }
+    }
     pod::pod_template(template, &tp, SpecOpts::default(), errs);
     restart_always(template, &tp, errs);
-    if let Some(ads) = template.pointer("/spec/activeDeadlineSeconds").filter(|v| !v.is_null()) {
-        errs.push(Cause::invalid(
+    if template.pointer("/spec/activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
+        errs.push(Cause::forbidden(
             &tp.child("spec").child("activeDeadlineSeconds"),
-            ads,
             "activeDeadlineSeconds in DaemonSet is not Supported",
         ));
     }
@@ -478,6 +487,20 @@ mod tests {
     }
 
     #[test]
+    fn stateful_set_names_are_dns_labels_on_create() {
+        let mut s = defaulted(
+            "statefulsets",
+            json!({"metadata": {"name": "db.v1", "namespace": "default"}, "spec": {"selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "pg"}]}}}}),
+        );
+        let e = check(validate_stateful_set, &s, None);
+        assert_eq!(e[0].line(), "metadata.name: Invalid value: \"db.v1\": must not contain dots");
+        assert!(check(validate_stateful_set, &s, Some(&s)).is_empty());
+        s["metadata"]["name"] = json!("db");
+        assert!(check(validate_stateful_set, &s, None).is_empty());
+    }
+
+    #[test]
     fn stateful_sets_may_mount_claim_templates() {
         let s = defaulted(
             "statefulsets",
@@ -506,6 +529,21 @@ mod tests {
         let e = check(validate_daemon_set, &ds, None);
         assert_eq!(e[0].field, "spec.updateStrategy.rollingUpdate.maxSurge");
         assert!(e[0].message.ends_with("may not be set when maxUnavailable is non-zero"));
+    }
+
+    #[test]
+    fn daemon_sets_without_selector_only_mismatch() {
+        let mut ds = defaulted(
+            "daemonsets",
+            json!({"metadata": {"name": "d", "namespace": "default"}, "spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+        );
+        let e = check(validate_daemon_set, &ds, None);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].field, "spec.template.metadata.labels");
+        ds["spec"]["selector"] = json!({});
+        let e = check(validate_daemon_set, &ds, None);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.ends_with("empty selector is invalid for daemonset"));
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub(crate) fn validate_job(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
 /// `validateGeneratedSelector`: unless `manualSelector` is set, the selector and the
 /// template labels must be the ones the server generated from the Job's uid.
 fn generated_selector(obj: &Value, spec: &Value, uid: &str, errs: &mut Errs) {
-    if spec.get_bool("manualSelector") == Some(true) {
+    if spec.get_bool("manualSelector") == Some(true) || !spec.has("selector") {
         return;
     }
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");

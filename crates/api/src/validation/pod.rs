@@ -15,11 +15,9 @@ const MAX_INT32: i64 = i32::MAX as i64;
 
 /// How a pod spec is being validated.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct SpecOpts<'a> {
+pub(crate) struct SpecOpts {
     /// The spec belongs to a Pod, not a template (`ResourceIsPod`).
     pub is_pod: bool,
-    /// Extra volume names containers may mount: a StatefulSet's claim templates.
-    pub claim_templates: &'a [String],
 }
 
 /// The upstream list of what a pod update may change, in its message.
@@ -36,7 +34,7 @@ pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     }
     meta::object_meta(obj, true, NameRule::Subdomain, errs);
     mirror_pod_annotation(obj, spec, errs);
-    pod_spec(spec, &spec_path, SpecOpts { is_pod: true, ..Default::default() }, errs);
+    pod_spec(spec, &spec_path, SpecOpts { is_pod: true }, errs);
     // What is checked for pods but not for templates.
     if spec.str_or_empty("serviceAccountName").is_empty() {
         for (vi, vol) in spec.get_arr("volumes").iter().enumerate() {
@@ -215,7 +213,7 @@ fn only_deleted_scheduling_gates(new: &[Value], old: &[Value], path: &Path, errs
 
 /// `ValidatePodTemplateSpec`: template labels and annotations (reported, as upstream
 /// does, at `<template>.labels`), the pod spec, and no ephemeral containers.
-pub(crate) fn pod_template(tpl: &Value, path: &Path, opts: SpecOpts<'_>, errs: &mut Errs) {
+pub(crate) fn pod_template(tpl: &Value, path: &Path, opts: SpecOpts, errs: &mut Errs) {
     let md = tpl.get("metadata").unwrap_or(&NULL);
     meta::labels(md.get("labels"), &path.child("labels"), errs);
     meta::annotations(md.get("annotations"), &path.child("annotations"), errs);
@@ -229,17 +227,14 @@ pub(crate) fn pod_template(tpl: &Value, path: &Path, opts: SpecOpts<'_>, errs: &
 // === the pod spec ===
 
 /// `ValidatePodSpec`.
-pub(crate) fn pod_spec(spec: &Value, path: &Path, opts: SpecOpts<'_>, errs: &mut Errs) {
+pub(crate) fn pod_spec(spec: &Value, path: &Path, opts: SpecOpts, errs: &mut Errs) {
     if !spec.has("terminationGracePeriodSeconds") {
         errs.push(Cause::required(&path.child("terminationGracePeriodSeconds")));
     }
     let grace = spec.get_i64("terminationGracePeriodSeconds");
     let restart = spec.str_or_empty("restartPolicy");
     let host_users = spec.get_bool("hostUsers").unwrap_or(true);
-    let mut vols = volumes(spec.get_arr("volumes"), &path.child("volumes"), errs);
-    for name in opts.claim_templates {
-        vols.entry(name.clone()).or_insert("persistentVolumeClaim");
-    }
+    let vols = volumes(spec.get_arr("volumes"), &path.child("volumes"), errs);
     let ctx = Ctx { vols: &vols, restart, host_users };
 
     // Regular containers.

@@ -13,7 +13,7 @@ use skiff_api::{meta, resources, ResourceInfo, StatusError, RESOURCES};
 
 use crate::app::{App, Decision};
 use crate::handlers::{self, DeleteOpts};
-use crate::object::Entry;
+use crate::object::{Entry, OwnerRef};
 use crate::write::{self, Part};
 
 const MANAGER: &str = "skiff-controller-manager";
@@ -105,7 +105,7 @@ pub async fn run(app: App) {
                 tracing::warn!("lifecycle pass failed: {e}");
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -173,33 +173,65 @@ fn ignore_not_found<T: Default>(e: StatusError) -> Result<T, StatusError> {
 
 // === garbage collection ===
 
-async fn garbage_collect(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> Result<(), StatusError> {
-    let alive: HashSet<&str> = all.iter().map(|(_, e)| e.object.uid.as_str()).filter(|u| !u.is_empty()).collect();
-    let mut dependents: HashMap<&str, Vec<&(&'static ResourceInfo, Entry)>> = HashMap::new();
-    for item in all {
-        for o in &item.1.object.owners {
-            dependents.entry(o.as_str()).or_default().push(item);
+/// Whether the owner named by `o` (in `namespace` if its kind is namespaced) still
+/// exists with the same uid. The cache answers first; an absence is confirmed with a
+/// store read, since deleting a dependent by mistake cannot be undone.
+async fn owner_exists(app: &App, namespace: Option<&str>, o: &OwnerRef) -> Result<bool, StatusError> {
+    let (group, _version) = match o.api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", o.api_version.as_str()),
+    };
+    let Some(r) = resources::lookup_kind(group, &o.kind) else {
+        // An owner of a kind this server does not serve: leave the dependent alone.
+        return Ok(true);
+    };
+    let ns = if r.namespaced { namespace } else { None };
+    if let Some(e) = app.cache(r).get(&r.key(ns, &o.name)) {
+        if e.object.uid == o.uid {
+            return Ok(true);
         }
     }
+    Ok(match app.read(r, ns, &o.name).await? {
+        Some((v, _)) => v.pointer("/metadata/uid").and_then(Value::as_str) == Some(o.uid.as_str()),
+        None => false,
+    })
+}
 
-    // Owners being deleted with the orphan or foreground finalizer.
-    for (r, owner) in all.iter().filter(|(_, e)| e.object.deleting) {
-        let fin = &owner.object.finalizers;
-        let deps = dependents.get(owner.object.uid.as_str()).cloned().unwrap_or_default();
-        if fin.iter().any(|f| f == "orphan") {
+async fn garbage_collect(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> Result<(), StatusError> {
+    // Owners being deleted with the orphan or foreground finalizer, by uid.
+    let finalizing: HashMap<&str, &(&'static ResourceInfo, Entry)> = all
+        .iter()
+        .filter(|(_, e)| e.object.deleting && e.object.finalizers.iter().any(|f| f == "orphan" || f == "foregroundDeletion"))
+        .map(|item| (item.1.object.uid.as_str(), item))
+        .collect();
+    let mut dependents: HashMap<&str, Vec<&(&'static ResourceInfo, Entry)>> = HashMap::new();
+    if !finalizing.is_empty() {
+        for item in all {
+            for o in &item.1.object.owners {
+                if finalizing.contains_key(o.uid.as_str()) {
+                    dependents.entry(o.uid.as_str()).or_default().push(item);
+                }
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (uid, (r, owner)) in &finalizing {
+        if !seen.insert(*uid) {
+            continue;
+        }
+        let deps = dependents.get(uid).cloned().unwrap_or_default();
+        if owner.object.finalizers.iter().any(|f| f == "orphan") {
             for (dr, d) in &deps {
-                remove_owner_ref(app, dr, d, &owner.object.uid).await?;
+                remove_owner_ref(app, dr, d, uid).await?;
             }
             remove_finalizer(app, r, owner, "orphan").await?;
-        } else if fin.iter().any(|f| f == "foregroundDeletion") {
-            if deps.is_empty() {
-                remove_finalizer(app, r, owner, "foregroundDeletion").await?;
-            } else {
-                for (dr, d) in &deps {
-                    if !d.object.deleting {
-                        let opts = DeleteOpts { propagation: Some("Foreground".into()), ..Default::default() };
-                        handlers::delete_object(app, dr, d.object.namespace.as_deref(), &d.object.name, &opts).await.map(|_| ()).or_else(ignore_not_found)?;
-                    }
+        } else if deps.is_empty() {
+            remove_finalizer(app, r, owner, "foregroundDeletion").await?;
+        } else {
+            for (dr, d) in &deps {
+                if !d.object.deleting {
+                    let opts = DeleteOpts { propagation: Some("Foreground".into()), ..Default::default() };
+                    handlers::delete_object(app, dr, d.object.namespace.as_deref(), &d.object.name, &opts).await.map(|_| ()).or_else(ignore_not_found)?;
                 }
             }
         }
@@ -210,7 +242,14 @@ async fn garbage_collect(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> R
         if e.object.owners.is_empty() || e.object.deleting {
             continue;
         }
-        if e.object.owners.iter().all(|o| !alive.contains(o.as_str())) {
+        let mut any_alive = false;
+        for o in &e.object.owners {
+            if owner_exists(app, e.object.namespace.as_deref(), o).await? {
+                any_alive = true;
+                break;
+            }
+        }
+        if !any_alive {
             let opts = DeleteOpts { propagation: Some("Background".into()), ..Default::default() };
             handlers::delete_object(app, r, e.object.namespace.as_deref(), &e.object.name, &opts).await.map(|_| ()).or_else(ignore_not_found)?;
         }

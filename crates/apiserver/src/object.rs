@@ -19,8 +19,8 @@ pub struct CachedObject {
     pub labels: Vec<(String, String)>,
     pub fields: Vec<(&'static str, String)>,
     pub uid: String,
-    /// The uids of `metadata.ownerReferences`, for the garbage collector.
-    pub owners: Vec<String>,
+    /// `metadata.ownerReferences`, for the garbage collector.
+    pub owners: Vec<OwnerRef>,
     pub deleting: bool,
     pub finalizers: Vec<String>,
 }
@@ -36,6 +36,22 @@ impl CachedObject {
 
     pub fn field(&self, key: &str) -> Option<String> {
         self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+    }
+}
+
+/// The parts of an owner reference the garbage collector needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerRef {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl OwnerRef {
+    fn from_json(v: &Value) -> Option<OwnerRef> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+        Some(OwnerRef { api_version: s("apiVersion")?, kind: s("kind")?, name: s("name")?, uid: s("uid")? })
     }
 }
 
@@ -59,7 +75,7 @@ pub fn cached(res: &ResourceInfo, v: &Value) -> CachedObject {
         owners: v
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|o| o.get("uid").and_then(Value::as_str).map(String::from)).collect())
+            .map(|a| a.iter().filter_map(OwnerRef::from_json).collect())
             .unwrap_or_default(),
         deleting: meta::is_deleting(v),
         finalizers: meta::finalizers(v),

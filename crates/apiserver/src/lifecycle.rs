@@ -250,11 +250,42 @@ async fn garbage_collect(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> R
             }
         }
         if !any_alive {
-            let opts = DeleteOpts { propagation: Some("Background".into()), ..Default::default() };
-            handlers::delete_object(app, r, e.object.namespace.as_deref(), &e.object.name, &opts).await.map(|_| ()).or_else(ignore_not_found)?;
+            delete_if_orphaned(app, r, e).await?;
         }
     }
     Ok(())
+}
+
+/// Deletes a dependent whose owners all look gone, after re-reading it from the store:
+/// the cached copy may predate an update that removed or replaced its owners. The
+/// delete carries the re-read version as a precondition.
+async fn delete_if_orphaned(app: &App, r: &'static ResourceInfo, e: &Entry) -> Result<(), StatusError> {
+    let ns = e.object.namespace.as_deref();
+    let Some((fresh, _)) = app.read(r, ns, &e.object.name).await? else { return Ok(()) };
+    if meta::is_deleting(&fresh) {
+        return Ok(());
+    }
+    let owners: Vec<OwnerRef> = crate::object::cached(r, &fresh).owners;
+    if owners.is_empty() {
+        return Ok(());
+    }
+    for o in &owners {
+        if owner_exists(app, ns, o).await? {
+            return Ok(());
+        }
+    }
+    let opts = DeleteOpts {
+        propagation: Some("Background".into()),
+        uid: fresh.pointer("/metadata/uid").and_then(Value::as_str).map(String::from),
+        rv: fresh.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(String::from),
+        ..Default::default()
+    };
+    match handlers::delete_object(app, r, ns, &e.object.name, &opts).await {
+        Ok(_) => Ok(()),
+        // Changed or gone since the read: the next pass looks again.
+        Err(err) if err.code == 404 || err.code == 409 => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 async fn remove_owner_ref(app: &App, r: &'static ResourceInfo, e: &Entry, owner_uid: &str) -> Result<(), StatusError> {

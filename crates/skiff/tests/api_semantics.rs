@@ -346,3 +346,36 @@ async fn events_written_through_events_k8s_io_are_visible_as_core_events() {
     assert_eq!(again["note"], "Pulled image");
     assert_eq!(again["apiVersion"], "events.k8s.io/v1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_over_the_datastore_limit_get_a_clear_413() {
+    let s = TestServer::start();
+    let api = Api::new(&s);
+    // Under the 3 MiB body limit, over the 1.5 MiB value limit of the datastore.
+    // ControllerRevision data has no size rule of its own, so the datastore decides.
+    let big = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": "big"}, "revision": 1, "data": {"x": "a".repeat(2 * 1024 * 1024)}});
+    let (code, st) = api.post("/apis/apps/v1/namespaces/default/controllerrevisions", &big).await;
+    assert_eq!(code, 413, "{st}");
+    assert!(st["message"].as_str().unwrap().contains("datastore"), "{st}");
+    let (code, _) = api.get("/apis/apps/v1/namespaces/default/controllerrevisions/big").await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_list_sends_initial_events_then_a_bookmark() {
+    let s = TestServer::start();
+    let api = Api::new(&s);
+    api.post("/api/v1/namespaces/default/configmaps", &cm("one", "1")).await;
+    api.post("/api/v1/namespaces/default/configmaps", &cm("two", "2")).await;
+    let events = api
+        .watch(
+            "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+            3,
+            Duration::from_secs(5),
+        )
+        .await;
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ADDED", "ADDED", "BOOKMARK"]);
+    assert_eq!(events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(events[2]["object"]["kind"], "ConfigMap");
+}

@@ -48,7 +48,8 @@ fn needs_health_check(spec: &Value) -> bool {
 /// `ValidateService` and `ValidateServiceUpdate`.
 pub(crate) fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     let sp = Path::new("spec");
-    let spec = obj.get("spec").unwrap_or(&NULL);
+    let normalized = old.map(|o| normalize_cluster_ips(obj.get("spec").unwrap_or(&NULL), o.get("spec").unwrap_or(&NULL)));
+    let spec = normalized.as_ref().unwrap_or_else(|| obj.get("spec").unwrap_or(&NULL));
     if let Some(old) = old {
         meta::object_meta_update(obj, old, errs);
         service_update(spec, old.get("spec").unwrap_or(&NULL), errs);
@@ -333,6 +334,19 @@ fn cluster_ips(spec: &Value, sp: &Path, errs: &mut Errs) {
             }
         }
     }
+}
+
+/// `normalizeClusterIPs` for updates: a changed `clusterIP` with unchanged
+/// `clusterIPs` means the user meant to change the primary IP, so the rules judge it
+/// as such ("may not change once set") instead of as a mismatch of the two fields.
+fn normalize_cluster_ips(new: &Value, old: &Value) -> Value {
+    let mut spec = new.clone();
+    let (ip, old_ip) = (new.str_or_empty("clusterIP"), old.str_or_empty("clusterIP"));
+    let same_ips = new.get_arr("clusterIPs") == old.get_arr("clusterIPs");
+    if ip != old_ip && !ip.is_empty() && same_ips {
+        spec["clusterIPs"] = serde_json::json!([ip]);
+    }
+    spec
 }
 
 /// The update rules: allocated cluster IPs stay, the health check port stays, and the
@@ -1473,6 +1487,11 @@ mod tests {
         new["spec"]["clusterIP"] = json!("10.96.0.11");
         new["spec"]["clusterIPs"] = json!(["10.96.0.11"]);
         let e = check(validate_service, &new, Some(&old));
+        assert_eq!(e[0].line(), "spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.11\"}: may not change once set");
+        // Changing only `clusterIP` reads the same way.
+        new["spec"]["clusterIPs"] = json!(["10.96.0.10"]);
+        let e = check(validate_service, &new, Some(&old));
+        assert_eq!(e.len(), 1);
         assert_eq!(e[0].line(), "spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.11\"}: may not change once set");
     }
 

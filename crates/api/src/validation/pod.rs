@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::field::{diff, invalid_go, nonnegative, not_found, required_detail, semantic_eq, Errs, Obj, Path, NEGATIVE, NULL};
+use super::field::{diff, duplicate_go, invalid_go, nonnegative, not_found, required_detail, semantic_eq, Errs, Obj, Path, NEGATIVE, NULL};
 use super::meta::{self, label_key};
 use super::names::{self, inclusive_range, NameRule};
 use super::quantity::{Quantity, QUANTITY_FORMAT_ERROR};
@@ -64,7 +64,10 @@ pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
                 errs.push(Cause::forbidden(&spec_path.child("ephemeralContainers"), "cannot be set on create"));
             }
         }
-        Some(old) => pod_update(spec, old.get("spec").unwrap_or(&NULL), errs),
+        Some(old) => {
+            pod_update(spec, old.get("spec").unwrap_or(&NULL), errs);
+            pod_status(obj, old, errs);
+        }
     }
 }
 
@@ -164,6 +167,81 @@ fn pod_update(new: &Value, old: &Value, errs: &mut Errs) {
             &spec_path,
             format!("pod updates may not change fields other than {UPDATABLE_POD_FIELDS}\n{}", diff(old, &munged)),
         ));
+    }
+}
+
+/// The parts of `ValidatePodStatusUpdate` that hold for every writer: well-formed
+/// pod and host IPs, and containers of pods that do not restart stay terminated.
+fn pod_status(obj: &Value, old: &Value, errs: &mut Errs) {
+    let status = obj.get("status").unwrap_or(&NULL);
+    let sp = Path::new("status");
+    if let Some(n) = status.get_str("nominatedNodeName").filter(|n| !n.is_empty()) {
+        if old.pointer("/status/nominatedNodeName").and_then(Value::as_str) != Some(n) {
+            for msg in NameRule::Subdomain.check(n, false) {
+                errs.push(Cause::invalid(&sp.child("nominatedNodeName"), &Value::from(n), msg));
+            }
+        }
+    }
+    // Upstream backfills an empty class from the old pod before this check.
+    let old_qos = old.pointer("/status/qosClass").and_then(Value::as_str).unwrap_or("");
+    let qos = status.str_or_empty("qosClass");
+    if !qos.is_empty() && qos != old_qos {
+        errs.push(super::field::immutable(&sp.child("qosClass"), &Value::from(qos)));
+    }
+    for (key, item) in [("podIPs", "podIP"), ("hostIPs", "hostIP")] {
+        let list = status.get_arr(key);
+        let p = sp.child(key);
+        if key == "hostIPs" && !list.is_empty() && list[0].get_str("ip") != status.get_str("hostIP") {
+            errs.push(Cause::invalid(&p.index(0).child("ip"), list[0].get("ip").unwrap_or(&NULL), "must be equal to `hostIP`"));
+        }
+        let ips: Vec<&str> = list.iter().map(|e| e.str_or_empty("ip")).collect();
+        for (i, a) in ips.iter().enumerate() {
+            ip(a, &p.index(i), errs);
+        }
+        if ips.len() > 1 {
+            let v4 = ips.iter().filter(|a| names::parse_ip(a).is_some_and(|ip| ip.is_ipv4())).count();
+            if ips.len() > 2 || v4 != 1 {
+                errs.push(Cause::invalid(&p, status.get(key).unwrap_or(&NULL), "may specify no more than one IP for each IP family"));
+            }
+            let mut seen = HashSet::new();
+            for (i, a) in ips.iter().enumerate() {
+                if !seen.insert(*a) {
+                    errs.push(duplicate_go(&p.index(i), &format!("core.{}{{IP:{a:?}}}", if item == "podIP" { "PodIP" } else { "HostIP" })));
+                }
+            }
+        }
+    }
+    // Containers of pods that never restart (or that exited cleanly under OnFailure)
+    // may not come back to life.
+    let restart = old.pointer("/spec/restartPolicy").and_then(Value::as_str).unwrap_or("Always");
+    let sidecars: HashSet<&str> = old
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get_str("restartPolicy") == Some("Always"))
+        .map(|c| c.str_or_empty("name"))
+        .collect();
+    for (key, policy) in [("containerStatuses", restart), ("initContainerStatuses", restart), ("ephemeralContainerStatuses", "Never")] {
+        if policy == "Always" {
+            continue;
+        }
+        let new_list = status.get_arr(key);
+        for (i, o) in old.pointer(&format!("/status/{key}")).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let Some(term) = o.pointer("/state/terminated").filter(|t| !t.is_null()) else { continue };
+            if term.get_i64("exitCode").unwrap_or(0) != 0 && policy == "OnFailure" {
+                continue;
+            }
+            let name = o.str_or_empty("name");
+            if key == "initContainerStatuses" && sidecars.contains(name) {
+                continue;
+            }
+            let revived =
+                new_list.iter().any(|n| n.str_or_empty("name") == name && n.pointer("/state/terminated").is_none_or(Value::is_null));
+            if revived {
+                errs.push(Cause::forbidden(&sp.child(key).index(i).child("state"), "may not be transitioned to non-terminated state"));
+            }
+        }
     }
 }
 
@@ -1960,6 +2038,28 @@ mod tests {
         assert_eq!(fields(&e), ["spec"]);
         assert!(e[0].message.starts_with("Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)\n"));
         assert!(e[0].message.contains("containers[0].ports"));
+    }
+
+    #[test]
+    fn finished_containers_of_pods_that_never_restart_stay_finished() {
+        let mut old = pod(json!({"restartPolicy": "Never", "containers": [{"name": "a", "image": "x"}]}));
+        old["status"] = json!({"containerStatuses": [{"name": "a", "state": {"terminated": {"exitCode": 0}}}]});
+        let mut new = old.clone();
+        new["status"]["containerStatuses"][0]["state"] = json!({"running": {"startedAt": "2024-01-01T00:00:00Z"}});
+        let e = errs(&new, Some(&old));
+        assert_eq!(e[0].line(), "status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state");
+        old["spec"]["restartPolicy"] = json!("Always");
+        new["spec"]["restartPolicy"] = json!("Always");
+        assert!(errs(&new, Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn pod_ips_are_one_per_family() {
+        let old = pod(json!({"containers": [{"name": "a", "image": "x"}]}));
+        let mut new = old.clone();
+        new["status"] = json!({"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}], "hostIP": "192.168.0.1", "hostIPs": [{"ip": "192.168.0.2"}]});
+        let fields: Vec<String> = errs(&new, Some(&old)).into_iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["status.podIPs", "status.hostIPs[0].ip"]);
     }
 
     #[test]

@@ -10,10 +10,17 @@
 //! Unknown fields and wrong types are the strict schema check's concern; here a
 //! wrongly typed field reads as absent.
 //!
-//! A tour: [`field`] (paths and cause helpers), [`names`] (string formats),
-//! [`meta`] (metadata and label selectors), [`pod`] (pods and pod templates), [`core`],
-//! [`apps`], [`batch`] and [`other`] per API group, [`cron`] (CronJob schedules) and
-//! [`quantity`] (resource quantities).
+//! A tour of the private modules: `field` (paths, cause helpers, Go-style value
+//! rendering), `names` (string formats), `meta` (metadata and label selectors), `pod`
+//! (pods and pod templates), `core`, `apps`, `batch` and `other` per API group, and
+//! `cron` (CronJob schedules). [`quantity`] (resource quantities) is public, for the
+//! scheduler and kubelet-side code that compares requests.
+//!
+//! Upstream behaviour kept on purpose, because users meet it in messages: some paths
+//! are upstream's quirks (`spec.template.labels` for template labels, node taints
+//! under `metadata.taints`, `spec.LoadBalancerSourceRanges`), StatefulSet pod specs are
+//! not validated (only the pods they produce are), and legacy core/v1 Events only get
+//! the generic metadata checks.
 
 use serde_json::Value;
 

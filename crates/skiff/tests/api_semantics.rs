@@ -379,3 +379,37 @@ async fn watch_list_sends_initial_events_then_a_bookmark() {
     assert_eq!(events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
     assert_eq!(events[2]["object"]["kind"], "ConfigMap");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_get_cluster_ips_and_node_ports_that_survive_replace() {
+    let s = TestServer::start();
+    let api = Api::new(&s);
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}});
+    let (code, created) = api.post("/api/v1/namespaces/default/services", &svc).await;
+    assert_eq!(code, 201, "{created}");
+    let ip = created["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10."), "{ip}");
+    assert_eq!(created["spec"]["clusterIPs"], json!([ip]));
+    let node_port = created["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port));
+    // A second service never gets the same address.
+    let mut other = svc.clone();
+    other["metadata"]["name"] = json!("web2");
+    let (_, second) = api.post("/api/v1/namespaces/default/services", &other).await;
+    assert_ne!(second["spec"]["clusterIP"], created["spec"]["clusterIP"]);
+    assert_ne!(second["spec"]["ports"][0]["nodePort"], created["spec"]["ports"][0]["nodePort"]);
+    // Replacing with the original manifest (no IP, no node port) keeps both.
+    let mut replaced = svc.clone();
+    replaced["spec"]["selector"] = json!({"app": "web", "v": "2"});
+    let (code, after) = api.send(reqwest::Method::PUT, "/api/v1/namespaces/default/services/web", "application/json", serde_json::to_vec(&replaced).unwrap()).await;
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["spec"]["clusterIP"], json!(ip));
+    assert_eq!(after["spec"]["ports"][0]["nodePort"], json!(node_port));
+    // A cluster IP already in use is refused.
+    let mut clash = svc.clone();
+    clash["metadata"]["name"] = json!("clash");
+    clash["spec"]["clusterIP"] = json!(ip);
+    let (code, st) = api.post("/api/v1/namespaces/default/services", &clash).await;
+    assert_eq!(code, 422, "{st}");
+}

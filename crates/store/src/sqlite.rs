@@ -207,6 +207,10 @@ impl SqliteStore {
     /// thread. Must not be called from a context that forbids blocking for the few
     /// milliseconds opening takes.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, BROADCAST_CAPACITY)
+    }
+
+    fn open_with(path: &Path, broadcast_capacity: usize) -> Result<SqliteStore> {
         let conn = Connection::open(path).map_err(internal)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(internal)?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -223,7 +227,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(32);
 
         let revisions = Arc::new(Revisions { current: AtomicI64::new(current), compacted: AtomicI64::new(compacted) });
-        let (commits, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (commits, _) = broadcast::channel(broadcast_capacity);
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let writer = Writer { conn, queue, revisions: revisions.clone(), commits: commits.clone() };
         let writer = std::thread::Builder::new()
@@ -819,4 +823,152 @@ fn history_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     } else {
         Event { kind: EventKind::Put, kv: KeyValue { key, value: Bytes::from(value), create_revision, mod_revision: id }, prev }
     })
+}
+
+/// Writes `items` as creates straight into the table of a closed store, in one
+/// transaction: a fast way to build large fixtures.
+#[cfg(test)]
+pub(crate) fn seed(path: &Path, items: impl IntoIterator<Item = (String, Bytes)>) -> Result<Revision> {
+    drop(SqliteStore::open(path)?);
+    let mut conn = Connection::open(path).map_err(internal)?;
+    let tx = conn.transaction().map_err(internal)?;
+    let mut rev: Revision = tx.query_row(CURRENT_REVISION, [], |r| r.get(0)).map_err(internal)?;
+    {
+        let mut insert = tx.prepare(INSERT).map_err(internal)?;
+        for (key, value) in items {
+            rev += 1;
+            insert.execute(params![rev, key.as_bytes(), true, false, rev, 0i64, value.as_ref()]).map_err(internal)?;
+        }
+    }
+    tx.commit().map_err(internal)?;
+    Ok(rev)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    async fn collect_events(stream: &mut WatchStream, n: usize) -> Vec<Event> {
+        let mut events = Vec::new();
+        while events.len() < n {
+            match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+                Ok(Some(Ok(WatchResponse::Events(batch)))) => events.extend(batch),
+                Ok(Some(Ok(WatchResponse::Progress(_)))) => {}
+                other => panic!("after {} events: {other:?}", events.len()),
+            }
+        }
+        events
+    }
+
+    fn rows(path: &Path) -> i64 {
+        Connection::open(path).unwrap().query_row("SELECT COUNT(*) FROM kine", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn prefix_end_is_the_first_key_after_the_prefix() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(b""), vec![0xFF]);
+        assert_eq!(prefix_end(&[b'a', 0xFF]), b"b".to_vec());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_that_falls_behind_the_broadcast_rereads_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(&dir.path().join("db"), 2).unwrap();
+        let mut watch = store.watch("/lag/", 0).await.unwrap();
+        let mut written = Vec::new();
+        for i in 0..50 {
+            written.push(store.create(&format!("/lag/{i:03}"), b("x")).await.unwrap().mod_revision);
+        }
+        let seen: Vec<Revision> = collect_events(&mut watch, 50).await.iter().map(Event::revision).collect();
+        assert_eq!(seen, written);
+        let more = store.create("/lag/live", b("y")).await.unwrap();
+        assert_eq!(collect_events(&mut watch, 1).await[0].kv, more);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_from_far_back_reads_history_in_pages() {
+        let store = Arc::new(SqliteStore::open_temporary().unwrap());
+        let n = (HISTORY_PAGE as usize) * 2 + 500;
+        let writes = (0..n).map(|i| {
+            let store = store.clone();
+            async move { store.create(&format!("/h/{i:05}"), b("v")).await.unwrap().mod_revision }
+        });
+        let mut written = futures::future::join_all(writes).await;
+        written.sort();
+        let mut watch = store.watch("/h/", 0).await.unwrap();
+        let seen: Vec<Revision> = collect_events(&mut watch, n).await.iter().map(Event::revision).collect();
+        assert_eq!(seen, written);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conditional_writes_in_one_batch_see_each_other() {
+        let store = Arc::new(SqliteStore::open_temporary().unwrap());
+        let attempts = (0..32).map(|i| {
+            let store = store.clone();
+            async move { store.create("/race/x", b(&i.to_string())).await }
+        });
+        let results = futures::future::join_all(attempts).await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one create-if-absent must win");
+        assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, StoreError::AlreadyExists { .. })));
+        assert_eq!(store.current_revision().await.unwrap(), 1, "failed creates must not consume revisions");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopening_keeps_revisions_and_the_compacted_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            let kv = store.create("/re/a", b("1")).await.unwrap();
+            store.update("/re/a", b("2"), kv.mod_revision).await.unwrap();
+            store.create("/re/b", b("1")).await.unwrap();
+            // The newest row is a tombstone that compaction removes: its revision
+            // must still never be handed out again.
+            let gone = store.delete("/re/b", None).await.unwrap();
+            store.compact(gone.mod_revision).await.unwrap();
+            assert_eq!(store.current_revision().await.unwrap(), 4);
+        }
+        assert_eq!(rows(&path), 1, "compaction keeps only the live key's latest row");
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.current_revision().await.unwrap(), 4);
+        assert_eq!(store.compacted_revision().await.unwrap(), 4);
+        assert_eq!(store.create("/re/c", b("1")).await.unwrap().mod_revision, 5);
+        assert_eq!(store.get("/re/a").await.unwrap().unwrap().value, b("2"));
+        assert!(matches!(store.watch("/re/", 3).await, Err(StoreError::Compacted { requested: 3, compacted: 4 })));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_keeps_rows_still_visible_at_the_compacted_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = SqliteStore::open(&path).unwrap();
+        let a1 = store.create("/cp/a", b("1")).await.unwrap(); // 1
+        let a2 = store.update("/cp/a", b("2"), a1.mod_revision).await.unwrap(); // 2
+        store.create("/cp/b", b("1")).await.unwrap(); // 3
+        store.update("/cp/a", b("3"), a2.mod_revision).await.unwrap(); // 4
+        store.delete("/cp/b", None).await.unwrap(); // 5
+        store.compact(3).await.unwrap();
+        // Gone: a@1 (replaced at 2). Kept: a@2 (visible at 3), b@3, a@4, the tombstone b@5.
+        assert_eq!(rows(&path), 4);
+        let at3 = store.list("/cp/", ListOptions { revision: Some(3), ..Default::default() }).await.unwrap();
+        assert_eq!(at3.items.iter().map(|kv| (kv.key.as_str(), kv.mod_revision)).collect::<Vec<_>>(), [("/cp/a", 2), ("/cp/b", 3)]);
+        // The delete after the compacted revision still carries its last value.
+        let mut watch = store.watch("/cp/", 3).await.unwrap();
+        let events = collect_events(&mut watch, 2).await;
+        assert_eq!(events[0].prev.as_ref().map(|p| p.mod_revision), Some(2));
+        assert_eq!(events[1].kind, EventKind::Delete);
+        assert_eq!(events[1].kv.value, b("1"));
+        // Compacting again at the same or an older revision is a no-op.
+        store.compact(2).await.unwrap();
+        assert_eq!(store.compacted_revision().await.unwrap(), 3);
+    }
 }

@@ -2,10 +2,14 @@
 //!
 //! - [`Store`]: the revisioned key-value contract every backend meets (written on the
 //!   trait itself, with named errors in [`StoreError`]).
-//! - [`sqlite`]: the embedded default, a kine-style revision table in SQLite (WAL).
+//! - [`sqlite`]: the embedded default, a kine-style revision table in SQLite (WAL,
+//!   `synchronous=FULL`). One writer thread commits queued writes together (group
+//!   commit); reads use a small connection pool; watches are fed in-process.
 //! - [`cache`]: the in-memory [`cache::WatchCache`] that serves LIST and WATCH
 //!   without touching the database.
-//! - `conformance` (feature `conformance`): one test suite that every implementation runs.
+//! - `conformance` (feature `conformance`): one test suite that every implementation
+//!   runs, as `pub async fn` checks and the `conformance_tests!` macro that turns
+//!   them into one `#[tokio::test]` each.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -142,8 +146,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// - `watch(prefix, after)` yields every change under `prefix` with a revision
 ///   greater than `after`, in order, exactly once, then follows new writes. If
 ///   `after` is older than the compacted revision, it fails with `Compacted`.
+///   When writes happen elsewhere, it yields `Progress` so a quiet prefix still
+///   learns the current revision (not necessarily one per write).
 /// - `compact(rev)` drops history up to `rev`; the latest value of each live key is
-///   always kept.
+///   always kept. Reads at `rev` itself still work. Compacting at or below the
+///   compacted revision changes nothing; a future revision is refused.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The value of one key, at the latest revision.

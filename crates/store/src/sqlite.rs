@@ -299,22 +299,7 @@ impl std::fmt::Debug for SqliteStore {
 impl Store for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_string();
-        self.readers
-            .read(move |conn| {
-                let row = conn
-                    .prepare_cached(LATEST_ROW)?
-                    .query_row(params![key.as_bytes()], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
-                    })
-                    .optional()?;
-                Ok(match row {
-                    Some((id, false, create_revision, value)) => {
-                        Some(KeyValue { key, value: Bytes::from(value), create_revision, mod_revision: id })
-                    }
-                    _ => None,
-                })
-            })
-            .await
+        self.readers.read(move |conn| Ok(latest(conn, &key)?.and_then(|row| row.live(key)))).await
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
@@ -564,10 +549,24 @@ impl Writer {
     }
 }
 
-/// The latest row of a key: (id, deleted, create_revision, value).
-fn latest(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<Option<(Revision, bool, Revision, Vec<u8>)>> {
-    tx.prepare_cached(LATEST_ROW)?
-        .query_row(params![key.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+/// The newest row of a key, tombstone or not.
+struct LatestRow {
+    id: Revision,
+    deleted: bool,
+    create_revision: Revision,
+    value: Vec<u8>,
+}
+
+impl LatestRow {
+    /// The key's value, unless the row is a tombstone.
+    fn live(self, key: String) -> Option<KeyValue> {
+        (!self.deleted).then(|| KeyValue { key, value: Bytes::from(self.value), create_revision: self.create_revision, mod_revision: self.id })
+    }
+}
+
+fn latest(conn: &Connection, key: &str) -> rusqlite::Result<Option<LatestRow>> {
+    conn.prepare_cached(LATEST_ROW)?
+        .query_row(params![key.as_bytes()], |r| Ok(LatestRow { id: r.get(0)?, deleted: r.get(1)?, create_revision: r.get(2)?, value: r.get(3)? }))
         .optional()
 }
 
@@ -576,7 +575,7 @@ fn latest(tx: &rusqlite::Transaction<'_>, key: &str) -> rusqlite::Result<Option<
 fn apply(tx: &rusqlite::Transaction<'_>, op: &Op, applied: &mut Applied) -> rusqlite::Result<Result<Option<KeyValue>>> {
     match op {
         Op::Create { key, value } => {
-            if let Some((_, false, _, _)) = latest(tx, key)? {
+            if latest(tx, key)?.is_some_and(|row| !row.deleted) {
                 return Ok(Err(StoreError::AlreadyExists { key: key.clone() }));
             }
             let rev = applied.revision + 1;
@@ -588,11 +587,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op, applied: &mut Applied) -> rusq
             Ok(Ok(Some(kv)))
         }
         Op::Update { key, value, expected } => {
-            let current = match latest(tx, key)? {
-                Some((id, false, create_revision, value)) => {
-                    KeyValue { key: key.clone(), value: Bytes::from(value), create_revision, mod_revision: id }
-                }
-                _ => return Ok(Err(StoreError::NotFound { key: key.clone() })),
+            let Some(current) = latest(tx, key)?.and_then(|row| row.live(key.clone())) else {
+                return Ok(Err(StoreError::NotFound { key: key.clone() }));
             };
             if current.mod_revision != *expected {
                 return Ok(Err(StoreError::Conflict { key: key.clone(), expected: *expected, current: Some(current) }));
@@ -614,11 +610,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op, applied: &mut Applied) -> rusq
             Ok(Ok(Some(kv)))
         }
         Op::Delete { key, expected } => {
-            let current = match latest(tx, key)? {
-                Some((id, false, create_revision, value)) => {
-                    KeyValue { key: key.clone(), value: Bytes::from(value), create_revision, mod_revision: id }
-                }
-                _ => return Ok(Err(StoreError::NotFound { key: key.clone() })),
+            let Some(current) = latest(tx, key)?.and_then(|row| row.live(key.clone())) else {
+                return Ok(Err(StoreError::NotFound { key: key.clone() }));
             };
             if let Some(expected) = expected {
                 if current.mod_revision != *expected {

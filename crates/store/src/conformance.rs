@@ -493,3 +493,14 @@ pub async fn a_quiet_prefix_gets_progress_notifications(store: Arc<dyn Store>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqliteStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_all_passes_on_sqlite() {
+        run_all(|| async { Arc::new(SqliteStore::open_temporary().unwrap()) as Arc<dyn Store> }).await;
+    }
+}

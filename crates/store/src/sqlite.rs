@@ -54,8 +54,8 @@ const BROADCAST_CAPACITY: usize = 4096;
 /// holds a read transaction for long nor loads all of history at once.
 const HISTORY_PAGE: i64 = 1000;
 
-/// Rows per list read when no limit is given is unbounded; this is the page size
-/// of compaction sweeps, in revisions, so one sweep never stalls writers for long.
+/// Revisions covered by one compaction sweep, so that a sweep (which shares a
+/// transaction with queued writes) never stalls writers for long.
 const COMPACT_CHUNK: i64 = 10_000;
 
 /// Idle read connections kept open.

@@ -399,7 +399,7 @@ pub async fn create_object(app: &App, res: &ResourceInfo, obj: Value, manager: &
         let mut o = obj.clone();
         let name = if given.is_empty() { write::generate_name(generate.as_deref().unwrap_or("")) } else { given.clone() };
         meta::metadata_mut(&mut o).insert("name".into(), json!(name));
-        let o = write::prepare_create(res, o, manager, &now())?;
+        let o = write::prepare_create(res, o, Some(manager), &now())?;
         let _guard = if res.kind == "Service" { Some(app.alloc_lock.lock().await) } else { None };
         let o = if res.kind == "Service" { alloc::allocate_service(app, o)? } else { o };
         if dry_run {
@@ -474,9 +474,9 @@ pub async fn update(app: &App, rr: &ResourceRequest, q: &Query, headers: &Header
                 // namespaces/finalize changes only spec.finalizers.
                 let mut n = current.clone();
                 n["spec"]["finalizers"] = obj.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
-                write::prepare_update(res, current, n, Part::Main, &manager, &now())?
+                write::prepare_update(res, current, n, Part::Main, Some(&manager), &now())?
             } else {
-                write::prepare_update(res, current, obj.clone(), part, &manager, &now())?
+                write::prepare_update(res, current, obj.clone(), part, Some(&manager), &now())?
             };
             Ok(decide_after_update(res, current, new))
         })
@@ -562,7 +562,7 @@ async fn update_scale(app: &App, rr: &ResourceRequest, name: &str, manager: &str
             }
             let mut new = current.clone();
             new["spec"]["replicas"] = json!(replicas);
-            let new = write::prepare_update(res, current, new, Part::Main, manager, &now())?;
+            let new = write::prepare_update(res, current, new, Part::Main, Some(manager), &now())?;
             Ok(decide_after_update(res, current, new))
         })
         .await?;
@@ -636,9 +636,7 @@ pub async fn patch(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderM
         let warnings = apply_field_check(res, &applied, q)?;
         if app.read(res, rr.namespace.as_deref(), &name).await?.is_none() {
             let created = patch::server_side_apply(res.definition, None, &applied, &manager, force, &now()).map_err(|e| apply_error(res, &name, e))?;
-            // create_object records its own Update entry; keep the Apply entry instead.
-            let mf = created.pointer("/metadata/managedFields").cloned();
-            match create_object_with_fields(app, res, created, &manager, q.dry_run(), mf).await {
+            match create_object_apply(app, res, created, q.dry_run()).await {
                 Ok(v) => return Ok(object_response(StatusCode::CREATED, &v, format, res, &warnings)),
                 Err(e) if e.code == 409 && e.reason == "AlreadyExists" => {} // raced with a create; apply as an update
                 Err(e) => return Err(e),
@@ -648,11 +646,7 @@ pub async fn patch(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderM
             .guaranteed_update(res, rr.namespace.as_deref(), &name, q.dry_run(), |current| {
                 let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, &name)) };
                 let merged = patch::server_side_apply(res.definition, Some(current), &applied, &manager, force, &now()).map_err(|e| apply_error(res, &name, e))?;
-                let mf = merged.pointer("/metadata/managedFields").cloned();
-                let mut new = write::prepare_update(res, current, merged, part, &manager, &now())?;
-                if let Some(mf) = mf {
-                    meta::metadata_mut(&mut new).insert("managedFields".into(), mf);
-                }
+                let new = write::prepare_update(res, current, merged, part, None, &now())?;
                 Ok(decide_after_update(res, current, new))
             })
             .await?;
@@ -691,7 +685,7 @@ pub async fn patch(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderM
                 }
                 let mut new = current.clone();
                 new["spec"]["replicas"] = replicas;
-                let new = write::prepare_update(res, current, new, Part::Main, &manager, &now())?;
+                let new = write::prepare_update(res, current, new, Part::Main, Some(&manager), &now())?;
                 return Ok(decide_after_update(res, current, new));
             }
             let mut patched = patched;
@@ -699,7 +693,7 @@ pub async fn patch(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderM
             if meta::name(&patched) != name || meta::namespace(&patched) != meta::namespace(current) {
                 return Err(StatusError::invalid(res.group, res.kind, &name, vec![skiff_api::Cause::invalid("metadata.name", &json!(meta::name(&patched)), "field is immutable")]));
             }
-            let new = write::prepare_update(res, current, patched, part, &manager, &now())?;
+            let new = write::prepare_update(res, current, patched, part, Some(&manager), &now())?;
             Ok(decide_after_update(res, current, new))
         })
         .await?;
@@ -738,27 +732,14 @@ fn apply_error(res: &ResourceInfo, name: &str, e: patch::ApplyError) -> StatusEr
     }
 }
 
-async fn create_object_with_fields(app: &App, res: &ResourceInfo, obj: Value, manager: &str, dry_run: bool, managed: Option<Value>) -> Result<Value, StatusError> {
-    let mut created_with = obj;
-    if let Some(mf) = &managed {
-        meta::metadata_mut(&mut created_with).insert("managedFields".into(), mf.clone());
-    }
-    // create_object records an Update entry for `manager`; an apply create owns its
-    // fields through the Apply entry only, so drop the extra one after preparing.
-    let v = create_object_apply(app, res, created_with, manager, dry_run, managed).await?;
-    Ok(v)
-}
-
-async fn create_object_apply(app: &App, res: &ResourceInfo, obj: Value, manager: &str, dry_run: bool, managed: Option<Value>) -> Result<Value, StatusError> {
+/// Creates the object a server-side apply produced, keeping its Apply managedFields.
+async fn create_object_apply(app: &App, res: &ResourceInfo, obj: Value, dry_run: bool) -> Result<Value, StatusError> {
     let namespace = meta::namespace(&obj).map(String::from);
     let name = meta::name(&obj).to_string();
     if res.namespaced {
         app.check_namespace(namespace.as_deref().unwrap_or(""), res, &name).await?;
     }
-    let mut o = write::prepare_create(res, obj, manager, &now())?;
-    if let Some(mf) = managed {
-        meta::metadata_mut(&mut o).insert("managedFields".into(), mf);
-    }
+    let o = write::prepare_create(res, obj, None, &now())?;
     let _guard = if res.kind == "Service" { Some(app.alloc_lock.lock().await) } else { None };
     let mut o = if res.kind == "Service" { alloc::allocate_service(app, o)? } else { o };
     if dry_run {

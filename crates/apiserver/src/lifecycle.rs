@@ -59,11 +59,11 @@ pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), S
         "subsets": [{"addresses": [{"ip": advertise_ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
     });
     app.guaranteed_update(ep, Some("default"), "kubernetes", false, |current| match current {
-        None => Ok(Decision::Write(write::prepare_create(ep, endpoints.clone(), MANAGER, &meta::now_rfc3339())?)),
+        None => Ok(Decision::Write(write::prepare_create(ep, endpoints.clone(), Some(MANAGER), &meta::now_rfc3339())?)),
         Some(cur) => {
             let mut new = cur.clone();
             new["subsets"] = endpoints["subsets"].clone();
-            let new = write::prepare_update(ep, cur, new, Part::Main, MANAGER, &meta::now_rfc3339())?;
+            let new = write::prepare_update(ep, cur, new, Part::Main, Some(MANAGER), &meta::now_rfc3339())?;
             Ok(handlers::decide_after_update(ep, cur, new))
         }
     })
@@ -141,7 +141,7 @@ async fn namespaces(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> Result
                 let Some(cur) = current else { return Ok(Decision::Keep(Value::Null)) };
                 let mut new = cur.clone();
                 new["spec"]["finalizers"] = json!([]);
-                let new = write::prepare_update(ns_res, cur, new, Part::Main, MANAGER, &meta::now_rfc3339())?;
+                let new = write::prepare_update(ns_res, cur, new, Part::Main, Some(MANAGER), &meta::now_rfc3339())?;
                 Ok(handlers::decide_after_update(ns_res, cur, new))
             })
             .await
@@ -298,7 +298,7 @@ async fn remove_owner_ref(app: &App, r: &'static ResourceInfo, e: &Entry, owner_
                 meta::metadata_mut(&mut new).remove("ownerReferences");
             }
         }
-        let new = write::prepare_update(r, cur, new, Part::Main, MANAGER, &meta::now_rfc3339())?;
+        let new = write::prepare_update(r, cur, new, Part::Main, Some(MANAGER), &meta::now_rfc3339())?;
         Ok(handlers::decide_after_update(r, cur, new))
     })
     .await
@@ -316,7 +316,7 @@ async fn remove_finalizer(app: &App, r: &'static ResourceInfo, e: &Entry, finali
         } else {
             meta::metadata_mut(&mut new).insert("finalizers".into(), json!(f));
         }
-        let new = write::prepare_update(r, cur, new, Part::Main, MANAGER, &meta::now_rfc3339())?;
+        let new = write::prepare_update(r, cur, new, Part::Main, Some(MANAGER), &meta::now_rfc3339())?;
         Ok(handlers::decide_after_update(r, cur, new))
     })
     .await

@@ -77,7 +77,8 @@ fn invalid(res: &ResourceInfo, obj: &Value, causes: Vec<skiff_api::Cause>) -> St
 
 /// Prepares a new object for create: server-set metadata, initial status, defaults,
 /// validation and field ownership. The name (or generateName) must already be resolved.
-pub fn prepare_create(res: &ResourceInfo, mut obj: Value, manager: &str, now: &str) -> Result<Value, StatusError> {
+/// `manager` as for [`prepare_update`]: `None` keeps the managedFields `obj` carries.
+pub fn prepare_create(res: &ResourceInfo, mut obj: Value, manager: Option<&str>, now: &str) -> Result<Value, StatusError> {
     {
         let m = meta::metadata_mut(&mut obj);
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -112,7 +113,9 @@ pub fn prepare_create(res: &ResourceInfo, mut obj: Value, manager: &str, now: &s
     if !causes.is_empty() {
         return Err(invalid(res, &obj, causes));
     }
-    patch::record_update(res.definition, None, &mut obj, manager, "", now);
+    if let Some(manager) = manager {
+        patch::record_update(res.definition, None, &mut obj, manager, "", now);
+    }
     Ok(obj)
 }
 
@@ -127,7 +130,9 @@ pub enum Part {
 
 /// Prepares an update of `old` to `new`: keeps what the caller may not change,
 /// bumps generation on spec changes, defaults, validates and records ownership.
-pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, manager: &str, now: &str) -> Result<Value, StatusError> {
+/// `manager` is who made the change (recorded as an Update in managedFields); `None`
+/// when the caller already computed managedFields (server-side apply).
+pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, manager: Option<&str>, now: &str) -> Result<Value, StatusError> {
     let mut obj = match part {
         Part::Main => {
             let mut obj = new;
@@ -203,8 +208,10 @@ pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, m
     if !causes.is_empty() {
         return Err(invalid(res, &obj, causes));
     }
-    let sub = if part == Part::Status { "status" } else { "" };
-    patch::record_update(res.definition, Some(old), &mut obj, manager, sub, now);
+    if let Some(manager) = manager {
+        let sub = if part == Part::Status { "status" } else { "" };
+        patch::record_update(res.definition, Some(old), &mut obj, manager, sub, now);
+    }
     Ok(obj)
 }
 

@@ -36,6 +36,13 @@ pub struct ApiArgs {
     /// LIST sizes to measure (pods in one namespace).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     pub list_sizes: Vec<usize>,
+    /// Offered rate (requests/s) of the steady mixed-mutation load whose p99 is the
+    /// headline latency figure (open loop: latency counts from the scheduled send time).
+    #[arg(long, default_value_t = 500)]
+    pub steady_rate: u64,
+    /// Seconds the steady load runs.
+    #[arg(long, default_value_t = 6)]
+    pub steady_seconds: u64,
     /// Concurrent watchers for the fan-out figure.
     #[arg(long, default_value_t = 1000)]
     pub watchers: usize,
@@ -105,6 +112,13 @@ impl Client {
             .body(serde_json::to_vec(body)?)
             .send()
             .await?;
+        let s = r.status();
+        let _ = r.bytes().await?;
+        Ok(s)
+    }
+
+    async fn delete(&self, path: &str) -> Result<reqwest::StatusCode> {
+        let r = self.http.delete(format!("{}{}", self.base, path)).bearer_auth(&self.token).send().await?;
         let s = r.status();
         let _ = r.bytes().await?;
         Ok(s)
@@ -224,6 +238,39 @@ async fn api(args: ApiArgs) -> Result<()> {
         args.writes as f64 / pwall.as_secs_f64(),
         ms(pct(&plat, 0.5)),
         ms(pct(&plat, 0.99))
+    );
+
+    // --- Steady load: creates, patches and deletes at a fixed offered rate. ---
+    let total = (args.steady_rate * args.steady_seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / args.steady_rate.max(1) as f64);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = started + interval * i as u32;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(scheduled)).await;
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("steady-{}", i / 3);
+            let s = match i % 3 {
+                0 => c.post("/api/v1/namespaces/bench/pods", &pod("bench", &name)).await?,
+                1 => c.patch(&format!("/api/v1/namespaces/bench/pods/{name}"), &json!({"metadata": {"labels": {"step": "patched"}}})).await?,
+                _ => c.delete(&format!("/api/v1/namespaces/bench/pods/{name}")).await?,
+            };
+            anyhow::ensure!(s.is_success() || s.as_u16() == 404, "steady op {i} returned {s}");
+            anyhow::Ok(scheduled.elapsed())
+        }));
+    }
+    let mut steady = Vec::with_capacity(total);
+    for t in tasks {
+        steady.push(t.await??);
+    }
+    steady.sort();
+    println!(
+        "api       steady mutations at {}/s: p50 {}  p99 {}   (aim: p99 < 20 ms)   ratio to raw store p99 {:.2}x",
+        args.steady_rate,
+        ms(pct(&steady, 0.5)),
+        ms(pct(&steady, 0.99)),
+        pct(&steady, 0.99).as_secs_f64() / pct(&raw_lat, 0.99).as_secs_f64().max(1e-9)
     );
 
     // --- LIST at each size: pods are seeded straight into the server's store. ---

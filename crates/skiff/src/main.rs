@@ -21,8 +21,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 ///   skiff server --data-dir /var/lib/skiff --listen 127.0.0.1:6443
 ///   KUBECONFIG=/var/lib/skiff/kubeconfig.yaml kubectl get namespaces
+///
+/// Logs go to stderr; set SKIFF_LOG (e.g. SKIFF_LOG=debug) to change the level.
 #[derive(Parser)]
-#[command(name = "skiff", version, about, long_about, propagate_version = true)]
+#[command(name = "skiff", version, about, long_about, propagate_version = true, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +33,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server (with its datastore, watch caches and built-in controllers).
+    ///
+    /// On first start it creates a cluster CA, a serving certificate, an admin token
+    /// and a node join token in DATA_DIR, and writes DATA_DIR/kubeconfig.yaml.
+    /// Restarting with the same DATA_DIR keeps every object and credential.
+    ///
+    /// Example:
+    ///   skiff server --data-dir ./skiff-data --listen 127.0.0.1:6443
+    ///   export KUBECONFIG=./skiff-data/kubeconfig.yaml
+    ///   kubectl create deployment web --image=nginx:1.27
+    #[command(verbatim_doc_comment)]
     Server(server::ServerArgs),
     /// Measure Skiff against baselines taken in the same run.
     #[command(subcommand)]

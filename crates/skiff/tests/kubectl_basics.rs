@@ -292,3 +292,26 @@ fn get_watch_prints_changes() {
     assert!(text.matches("watched").count() >= 2, "initial row and the change: {text}");
     assert!(text.contains("second"), "{text}");
 }
+
+#[test]
+fn objects_survive_a_kill_9_and_restart() {
+    let s = TestServer::start();
+    for i in 0..20 {
+        s.ok(&["create", "configmap", &format!("keep-{i}"), "--from-literal=i=1"]);
+    }
+    let before = s.json(&["get", "configmap", "keep-19"]);
+    let dir = s.kill();
+    let s = TestServer::start_in(dir);
+    let names = s.ok(&["get", "configmaps", "-o", "name"]);
+    for i in 0..20 {
+        assert!(names.contains(&format!("configmap/keep-{i}\n")), "keep-{i} lost:\n{names}");
+    }
+    let after = s.json(&["get", "configmap", "keep-19"]);
+    assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
+    assert_eq!(before["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"]);
+    // The same credentials still work, and new writes get newer versions.
+    s.ok(&["create", "configmap", "later"]);
+    let later = s.json(&["get", "configmap", "later"]);
+    let rv = |v: &serde_json::Value| v["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap();
+    assert!(rv(&later) > rv(&after));
+}

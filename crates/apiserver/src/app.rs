@@ -203,7 +203,8 @@ impl App {
                 }
                 (Decision::Write(v), Some((_, kv))) => {
                     if dry_run {
-                        return Ok(Written::Updated(v));
+                        // A dry run reports the version the object has now, as upstream.
+                        return Ok(Written::Updated(with_revision(v, &kv)));
                     }
                     self.store
                         .update(&key, encode_for_store(res, &v), kv.mod_revision)

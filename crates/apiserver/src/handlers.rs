@@ -804,6 +804,13 @@ pub fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOpts, StatusError>
 /// Deletes one object, honouring preconditions, graceful pod deletion, finalizers and
 /// the propagation policy. Returns the response object and whether it is gone.
 pub async fn delete_object(app: &App, res: &ResourceInfo, namespace: Option<&str>, name: &str, opts: &DeleteOpts) -> Result<Written, StatusError> {
+    // The system namespaces are immortal, as upstream's namespace lifecycle admission has it.
+    if res.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public") {
+        let mut e = StatusError::forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"));
+        e.name = Some(name.to_string());
+        e.kind = Some("namespaces".into());
+        return Err(e);
+    }
     app.guaranteed_update(res, namespace, name, opts.dry_run, |current| {
         let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, name)) };
         if let Some(uid) = &opts.uid {

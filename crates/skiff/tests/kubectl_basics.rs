@@ -62,6 +62,8 @@ fn builtin_namespaces_exist_from_the_start() {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(out.contains(&format!("namespace/{ns}")), "{out}");
     }
+    let err = s.fails(&["delete", "namespace", "kube-system"]);
+    assert!(err.contains("this namespace may not be deleted"), "{err}");
     let svc = s.json(&["get", "service", "kubernetes", "-n", "default"]);
     assert_eq!(svc["spec"]["clusterIP"], "10.96.0.1");
 }

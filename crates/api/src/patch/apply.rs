@@ -10,13 +10,15 @@
 //! when it would change a value that another manager owns (unless forced, which takes
 //! the field away from them).
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-use super::fieldpath::{path_string, values_equal, Path, PathElement, Set};
+use super::fieldpath::{compare_values, path_string, values_equal, Path, PathElement, Set};
 use super::meta::ListType;
-use super::typed::{zero_fill, zero_object, Shape, Ty};
+use super::typed::{Shape, Ty};
 use super::{ApplyError, Conflict, PatchError};
 use crate::resources::{Subresource, RESOURCES};
 
@@ -201,25 +203,29 @@ fn cap_update_managers(managers: &mut Managers) {
 // === ignored fields ===
 
 /// Fields that never count as owned: upstream strips these from every set.
-fn strip_meta(set: &Set) -> Set {
-    let mut strip = Set::new();
-    for p in [
-        &["apiVersion"][..],
-        &["kind"],
-        &["metadata"],
-        &["metadata", "name"],
-        &["metadata", "namespace"],
-        &["metadata", "creationTimestamp"],
-        &["metadata", "selfLink"],
-        &["metadata", "uid"],
-        &["metadata", "clusterName"],
-        &["metadata", "generation"],
-        &["metadata", "managedFields"],
-        &["metadata", "resourceVersion"],
-    ] {
-        strip.insert(&fields(p));
-    }
-    set.difference(&strip)
+fn strip_meta(set: &mut Set) {
+    static STRIP: OnceLock<Set> = OnceLock::new();
+    let strip = STRIP.get_or_init(|| {
+        let mut strip = Set::new();
+        for p in [
+            &["apiVersion"][..],
+            &["kind"],
+            &["metadata"],
+            &["metadata", "name"],
+            &["metadata", "namespace"],
+            &["metadata", "creationTimestamp"],
+            &["metadata", "selfLink"],
+            &["metadata", "uid"],
+            &["metadata", "clusterName"],
+            &["metadata", "generation"],
+            &["metadata", "managedFields"],
+            &["metadata", "resourceVersion"],
+        ] {
+            strip.insert(&fields(p));
+        }
+        strip
+    });
+    set.subtract(strip);
 }
 
 fn fields(names: &[&str]) -> Path {
@@ -292,64 +298,86 @@ fn element_pe(ty: Ty, list_type: ListType, item: &Value) -> Result<PathElement, 
     }
 }
 
-fn prefixed(path: &[PathElement], pe: &PathElement) -> Path {
-    let mut p = path.to_vec();
-    p.push(pe.clone());
-    p
-}
-
 /// The fields of `value`: every leaf, atomic value, list element, map entry and empty
 /// object (upstream's `ToFieldSet`).
 fn to_field_set(ty: Ty, value: &Value) -> Result<Set, String> {
-    let mut set = Set::new();
-    walk_field_set(ty, value, &mut Vec::new(), &mut set)?;
-    Ok(set)
+    match field_set_at(ty, value) {
+        Ok((_, set)) => Ok(set),
+        Err(FieldSetError { mut path, message }) => {
+            path.reverse();
+            Err(format!("{}: {message}", path_string(&path)))
+        }
+    }
 }
 
-fn walk_field_set(ty: Ty, value: &Value, path: &mut Path, set: &mut Set) -> Result<(), String> {
+/// A list element without a usable key, and where the list is (collected in reverse
+/// while the walk unwinds, so that the walk itself keeps no path).
+struct FieldSetError {
+    path: Path,
+    message: String,
+}
+
+/// The set below `value`, and whether `value` itself is a member.
+fn field_set_at(ty: Ty, value: &Value) -> Result<(bool, Set), FieldSetError> {
+    let mut set = Set::new();
     match ty.shape(value) {
-        Shape::Scalar | Shape::List(ListType::Atomic) => set.insert(path),
+        Shape::Scalar | Shape::List(ListType::Atomic) => return Ok((true, set)),
         Shape::List(lt) => {
             let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
-            let item_ty = ty.item();
-            let mut seen = BTreeSet::new();
-            let mut duplicates = BTreeSet::new();
             let mut pes = Vec::with_capacity(items.len());
             for item in items {
-                let pe = element_pe(ty, lt, item).map_err(|e| format!("{}: {e}", path_string(path)))?;
-                if !seen.insert(pe.clone()) && duplicates.insert(pe.clone()) {
-                    set.insert(&prefixed(path, &pe));
-                }
-                pes.push(pe);
+                pes.push(element_pe(ty, lt, item).map_err(|message| FieldSetError { path: Vec::new(), message })?);
             }
-            for (item, pe) in items.iter().zip(pes) {
-                if duplicates.contains(&pe) {
+            // Elements whose key appears more than once are owned whole, once.
+            let mut order: Vec<usize> = (0..pes.len()).collect();
+            order.sort_by(|a, b| pes[*a].cmp(&pes[*b]));
+            let mut duplicate = vec![false; pes.len()];
+            let mut first_duplicate = vec![false; pes.len()];
+            for run in order.chunk_by(|a, b| pes[*a] == pes[*b]).filter(|run| run.len() > 1) {
+                first_duplicate[*run.iter().min().expect("a run is not empty")] = true;
+                for &i in run {
+                    duplicate[i] = true;
+                }
+            }
+            let item_ty = ty.item();
+            for (i, (item, pe)) in items.iter().zip(pes).enumerate() {
+                if duplicate[i] {
+                    if first_duplicate[i] {
+                        set.push(pe, true, Set::new());
+                    }
                     continue;
                 }
-                path.push(pe);
-                walk_field_set(item_ty, item, path, set)?;
-                set.insert(path);
-                path.pop();
+                match field_set_at(item_ty, item) {
+                    Ok((_, children)) => set.push(pe, true, children),
+                    Err(mut e) => {
+                        e.path.push(pe);
+                        return Err(e);
+                    }
+                }
             }
         }
         Shape::Struct | Shape::Map => {
             if ty.is_atomic() {
-                set.insert(path);
-                return Ok(());
+                return Ok((true, set));
             }
-            let Some(map) = value.as_object() else { return Ok(()) };
+            let Some(map) = value.as_object() else { return Ok((false, set)) };
             for (k, v) in map {
-                path.push(PathElement::Field(k.clone()));
-                walk_field_set(ty.field(k), v, path, set)?;
-                let empty_object = v.as_object().is_some_and(Map::is_empty);
-                if v.is_null() || empty_object || !ty.has_field(k) {
-                    set.insert(path);
+                let (field_ty, declared) = ty.field_and_declared(k);
+                match field_set_at(field_ty, v) {
+                    Ok((member, children)) => {
+                        let empty_object = v.as_object().is_some_and(Map::is_empty);
+                        set.push(PathElement::Field(k.clone()), member || v.is_null() || empty_object || !declared, children);
+                    }
+                    Err(mut e) => {
+                        e.path.push(PathElement::Field(k.clone()));
+                        return Err(e);
+                    }
                 }
-                path.pop();
             }
         }
     }
-    Ok(())
+    set.sort();
+    Ok((false, set))
 }
 
 /// What changed between two versions of an object.
@@ -360,125 +388,318 @@ struct Comparison {
     removed: Set,
 }
 
+/// Which sets of a [`Comparison`] a path itself goes to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Marks {
+    added: bool,
+    modified: bool,
+    removed: bool,
+}
+
+impl Marks {
+    const NONE: Marks = Marks { added: false, modified: false, removed: false };
+    const ADDED: Marks = Marks { added: true, modified: false, removed: false };
+    const MODIFIED: Marks = Marks { added: false, modified: true, removed: false };
+    const REMOVED: Marks = Marks { added: false, modified: false, removed: true };
+}
+
 impl Comparison {
     fn changed(&self) -> Set {
         self.added.union(&self.modified)
     }
 
-    fn without(self, paths: &[Path]) -> Comparison {
-        Comparison { added: without(self.added, paths), modified: without(self.modified, paths), removed: without(self.removed, paths) }
+    fn without(mut self, paths: &[Path]) -> Comparison {
+        for p in paths {
+            self.added.remove_subtree(p);
+            self.modified.remove_subtree(p);
+            self.removed.remove_subtree(p);
+        }
+        self
+    }
+
+    /// Files the comparison `sub` of a child under `pe`, with the child's own `marks`.
+    /// The path element is only made when something is filed.
+    fn attach(&mut self, pe: impl FnOnce() -> Option<PathElement>, marks: Marks, sub: Comparison) {
+        let wanted = [marks.added || !sub.added.is_empty(), marks.modified || !sub.modified.is_empty(), marks.removed || !sub.removed.is_empty()];
+        let Some(last) = wanted.iter().rposition(|w| *w) else { return };
+        let Some(pe) = pe() else { return };
+        let mut pe = Some(pe);
+        let mut take = |i: usize| if i == last { pe.take().expect("taken once") } else { pe.clone().expect("taken last") };
+        if wanted[0] {
+            self.added.push(take(0), marks.added, sub.added);
+        }
+        if wanted[1] {
+            self.modified.push(take(1), marks.modified, sub.modified);
+        }
+        if wanted[2] {
+            self.removed.push(take(2), marks.removed, sub.removed);
+        }
+    }
+
+    fn sort(&mut self) {
+        self.added.sort();
+        self.modified.sort();
+        self.removed.sort();
     }
 }
 
-/// Compares two (zero-filled) versions (upstream's `Compare`).
+/// What of the compared objects the comparison leaves out: `metadata.managedFields`,
+/// which is bookkeeping, not a field anyone owns. Skipping it spares copying the
+/// objects to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    Nothing,
+    /// The object itself: its `metadata` skips `managedFields`.
+    Root,
+    /// The object's `metadata`.
+    ManagedFields,
+}
+
+/// An object as comparisons see it: upstream compares typed Go values, so a struct
+/// also holds the fields of its zero value (see [`super::typed::zero_fill`]), and
+/// `metadata.managedFields` is left out. This reads the object that way in place.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    map: &'a Map<String, Value>,
+    ty: Ty,
+    /// Whether the zero-value fields of `ty` apply (the object is a struct).
+    zero: bool,
+    skip_managed_fields: bool,
+}
+
+impl<'a> View<'a> {
+    fn new(ty: Ty, v: &'a Value, skip_managed_fields: bool) -> Option<View<'a>> {
+        let map = v.as_object()?;
+        let zero = ty.has_zero_fields() && ty.shape(v) == Shape::Struct;
+        Some(View { map, ty, zero, skip_managed_fields })
+    }
+
+    fn get(&self, k: &str) -> Option<&'a Value> {
+        if self.skip_managed_fields && k == "managedFields" {
+            return None;
+        }
+        match self.map.get(k) {
+            Some(v) => Some(v),
+            None if self.zero => self.ty.zero_fields().find(|(f, _)| *f == k).map(|(_, v)| v),
+            None => None,
+        }
+    }
+
+    /// The fields in order: the object's own, then the zero-value fields it lacks
+    /// (where [`super::typed::zero_fill`] appends them).
+    fn iter(&self) -> impl Iterator<Item = (&'a str, &'a Value)> {
+        let View { map, ty, zero, skip_managed_fields } = *self;
+        let own = map.iter().filter(move |(k, _)| !(skip_managed_fields && k.as_str() == "managedFields")).map(|(k, v)| (k.as_str(), v));
+        let zero = ty.zero_fields().filter(move |(f, _)| zero && !map.contains_key(*f));
+        own.chain(zero.map(|(f, v)| -> (&'a str, &'a Value) { (f, v) }))
+    }
+
+    fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+/// Deep equality of `a` and `b` as comparisons see them (zero-value fields filled in,
+/// `managedFields` skipped when `skip_managed_fields`).
+fn typed_equal(ty: Ty, a: &Value, b: &Value, skip_managed_fields: bool) -> bool {
+    if values_equal(a, b) {
+        return true;
+    }
+    match (ty.shape(a), a, b) {
+        (Shape::Struct | Shape::Map, Value::Object(_), Value::Object(_)) => {
+            let (Some(x), Some(y)) = (View::new(ty, a, skip_managed_fields), View::new(ty, b, skip_managed_fields)) else { return false };
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| typed_equal(ty.field(k), v, w, false)))
+        }
+        (Shape::List(_), Value::Array(x), Value::Array(y)) => {
+            let item = ty.item();
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| typed_equal(item, p, q, false))
+        }
+        _ => false,
+    }
+}
+
+/// Compares two versions of an object (upstream's `Compare` of the typed values).
+/// Neither needs its zero-value fields filled in or `managedFields` removed first.
 fn compare(ty: Ty, old: &Value, new: &Value) -> Comparison {
     let mut c = Comparison::default();
-    compare_at(ty, Some(old), Some(new), &mut Vec::new(), &mut c);
+    compare_at(ty, Some(old), Some(new), Skip::Root, &mut c);
     c
 }
 
-fn is_empty_container(v: Option<&Value>) -> bool {
+/// Whether the value is an empty container as comparisons see it.
+fn is_empty_container(ty: Ty, v: Option<&Value>, skip_managed_fields: bool) -> bool {
     match v {
         None | Some(Value::Null) => true,
         Some(Value::Array(a)) => a.is_empty(),
-        Some(Value::Object(m)) => m.is_empty(),
+        Some(v @ Value::Object(_)) => View::new(ty, v, skip_managed_fields).is_some_and(|view| view.is_empty()),
         Some(_) => false,
     }
 }
 
-fn compare_at(ty: Ty, lhs: Option<&Value>, rhs: Option<&Value>, path: &mut Path, c: &mut Comparison) {
+/// Compares `lhs` and `rhs` at `ty`, filing what changed below them in `c` and
+/// returning what changed about the position itself.
+fn compare_at(ty: Ty, lhs: Option<&Value>, rhs: Option<&Value>, skip: Skip, c: &mut Comparison) -> Marks {
     let shape = match (lhs, rhs) {
-        (None, None) => return,
+        (None, None) => return Marks::NONE,
         (Some(l), Some(r)) => {
             let (a, b) = (ty.shape(l), ty.shape(r));
             if a != b {
-                c.modified.insert(path);
-                return;
+                return Marks::MODIFIED;
             }
             a
         }
         (Some(v), None) | (None, Some(v)) => ty.shape(v),
     };
+    let skip_mf = skip == Skip::ManagedFields;
     let leaf = match shape {
         Shape::Scalar | Shape::List(ListType::Atomic) => true,
-        Shape::Struct | Shape::Map => ty.is_atomic() || (is_empty_container(lhs) && is_empty_container(rhs)),
-        Shape::List(_) => is_empty_container(lhs) && is_empty_container(rhs),
+        Shape::Struct | Shape::Map => {
+            ty.is_atomic() || (is_empty_container(ty, lhs, skip_mf) && is_empty_container(ty, rhs, skip_mf))
+        }
+        Shape::List(_) => is_empty_container(ty, lhs, false) && is_empty_container(ty, rhs, false),
     };
     if leaf {
-        match (lhs, rhs) {
-            (None, _) => c.added.insert(path),
-            (_, None) => c.removed.insert(path),
-            (Some(l), Some(r)) if !values_equal(l, r) => c.modified.insert(path),
-            _ => {}
+        return match (lhs, rhs) {
+            (None, _) => Marks::ADDED,
+            (_, None) => Marks::REMOVED,
+            (Some(l), Some(r)) if !typed_equal(ty, l, r, skip_mf) => Marks::MODIFIED,
+            _ => Marks::NONE,
+        };
+    }
+    if let (Some(l), Some(r)) = (lhs, rhs) {
+        // Equal values have nothing to compare below them; most of an update is this.
+        if values_equal(l, r) {
+            return Marks::NONE;
         }
-        return;
     }
     match shape {
-        Shape::List(lt) => compare_lists(ty, lt, lhs, rhs, path, c),
-        _ => {
-            let empty = Map::new();
-            let l = lhs.and_then(Value::as_object).unwrap_or(&empty);
-            let r = rhs.and_then(Value::as_object).unwrap_or(&empty);
-            for k in l.keys().chain(r.keys().filter(|k| !l.contains_key(*k))) {
-                path.push(PathElement::Field(k.clone()));
-                compare_at(ty.field(k), l.get(k), r.get(k), path, c);
-                path.pop();
-            }
-        }
+        Shape::List(lt) => compare_lists(ty, lt, lhs, rhs, c),
+        _ => compare_fields(ty, lhs, rhs, skip, c),
     }
     match (lhs, rhs) {
-        (None, _) => c.added.insert(path),
-        (_, None) => c.removed.insert(path),
-        _ => {}
+        (None, _) => Marks::ADDED,
+        (_, None) => Marks::REMOVED,
+        _ => Marks::NONE,
     }
 }
 
-fn compare_lists(ty: Ty, lt: ListType, lhs: Option<&Value>, rhs: Option<&Value>, path: &mut Path, c: &mut Comparison) {
-    let index = |v: Option<&Value>, order: &mut Vec<PathElement>| {
-        let mut by_pe: BTreeMap<PathElement, Vec<Value>> = BTreeMap::new();
-        for item in v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
-            // Elements without their keys cannot be tracked; upstream fails the
-            // comparison, which leaves ownership as it was. Skipping them is close.
-            let Ok(pe) = element_pe(ty, lt, item) else { continue };
-            let entry = by_pe.entry(pe.clone()).or_default();
-            if entry.is_empty() {
-                order.push(pe);
-            }
-            entry.push(item.clone());
+fn compare_fields(ty: Ty, lhs: Option<&Value>, rhs: Option<&Value>, skip: Skip, c: &mut Comparison) {
+    let skip_mf = skip == Skip::ManagedFields;
+    let l = lhs.and_then(|v| View::new(ty, v, skip_mf));
+    let r = rhs.and_then(|v| View::new(ty, v, skip_mf));
+    let child_skip = |k: &str| if skip == Skip::Root && k == "metadata" { Skip::ManagedFields } else { Skip::Nothing };
+    for (k, lv) in l.iter().flat_map(View::iter) {
+        let mut sub = Comparison::default();
+        let marks = compare_at(ty.field(k), Some(lv), r.and_then(|r| r.get(k)), child_skip(k), &mut sub);
+        c.attach(|| Some(PathElement::Field(k.to_string())), marks, sub);
+    }
+    for (k, rv) in r.iter().flat_map(View::iter) {
+        if l.is_some_and(|l| l.get(k).is_some()) {
+            continue;
         }
-        by_pe
-    };
-    let mut order = Vec::new();
-    let l = index(lhs, &mut order);
-    let mut r_order = Vec::new();
-    let r = index(rhs, &mut r_order);
-    order.extend(r_order.into_iter().filter(|pe| !l.contains_key(pe)));
+        let mut sub = Comparison::default();
+        let marks = compare_at(ty.field(k), None, Some(rv), child_skip(k), &mut sub);
+        c.attach(|| Some(PathElement::Field(k.to_string())), marks, sub);
+    }
+    c.sort();
+}
+
+/// The value of the key field `key` of a list element, or its default.
+fn key_value<'a>(item_ty: Ty, item: &'a Value, key: &str) -> Option<&'a Value> {
+    item.as_object()?.get(key).or_else(|| item_ty.key_default_value(key))
+}
+
+/// Whether a list element can be told apart from the others ([`element_pe`] is `Ok`).
+fn has_element_key(item_ty: Ty, list_type: ListType, item: &Value) -> bool {
+    match list_type {
+        ListType::Map(keys) => keys.iter().all(|k| key_value(item_ty, item, k).is_some()),
+        ListType::Set => !item.is_object(),
+        ListType::Atomic => false,
+    }
+}
+
+/// Orders list elements as their path elements order, without making them. Elements
+/// that compare equal have the same path element.
+fn compare_elements(item_ty: Ty, list_type: ListType, a: &Value, b: &Value) -> Ordering {
+    match list_type {
+        ListType::Map(keys) => {
+            for k in keys {
+                let (Some(x), Some(y)) = (key_value(item_ty, a, k), key_value(item_ty, b, k)) else { return Ordering::Equal };
+                let c = compare_values(x, y);
+                if c != Ordering::Equal {
+                    return c;
+                }
+            }
+            Ordering::Equal
+        }
+        ListType::Set | ListType::Atomic => compare_values(a, b),
+    }
+}
+
+fn compare_lists(ty: Ty, lt: ListType, lhs: Option<&Value>, rhs: Option<&Value>, c: &mut Comparison) {
     let item_ty = ty.item();
-    for pe in order {
-        let ls = l.get(&pe).map(Vec::as_slice).unwrap_or_default();
-        let rs = r.get(&pe).map(Vec::as_slice).unwrap_or_default();
-        path.push(pe);
-        match (ls.len(), rs.len()) {
-            (0..=1, 0..=1) => compare_at(item_ty, ls.first(), rs.first(), path, c),
+    // Elements without their keys cannot be tracked; upstream fails the comparison,
+    // which leaves ownership as it was. Skipping them is close.
+    fn keyed(item_ty: Ty, lt: ListType, v: Option<&Value>) -> Vec<&Value> {
+        let items = v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let mut out: Vec<&Value> = items.iter().filter(|item| has_element_key(item_ty, lt, item)).collect();
+        // Stable, so that elements with the same key keep their order.
+        out.sort_by(|a, b| compare_elements(item_ty, lt, a, b));
+        out
+    }
+    let (ls, rs) = (keyed(item_ty, lt, lhs), keyed(item_ty, lt, rhs));
+    let (mut i, mut j) = (0, 0);
+    while i < ls.len() || j < rs.len() {
+        let order = match (ls.get(i), rs.get(j)) {
+            (Some(a), Some(b)) => compare_elements(item_ty, lt, a, b),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let run = |items: &[&Value], at: usize| {
+            let first = items[at];
+            items[at..].iter().take_while(|x| compare_elements(item_ty, lt, first, x) == Ordering::Equal).count()
+        };
+        let ln = if order == Ordering::Greater { 0 } else { run(&ls, i) };
+        let rn = if order == Ordering::Less { 0 } else { run(&rs, j) };
+        let (lg, rg) = (&ls[i..i + ln], &rs[j..j + rn]);
+        i += ln;
+        j += rn;
+        let mut sub = Comparison::default();
+        let marks = match (lg.len(), rg.len()) {
+            (0..=1, 0..=1) => compare_at(item_ty, lg.first().copied(), rg.first().copied(), Skip::Nothing, &mut sub),
             (2.., 2..) => {
-                if ls.len() != rs.len() || ls.iter().zip(rs).any(|(a, b)| !values_equal(a, b)) {
-                    c.modified.insert(path);
+                if lg.len() != rg.len() || lg.iter().zip(rg).any(|(a, b)| !typed_equal(item_ty, a, b, false)) {
+                    Marks::MODIFIED
+                } else {
+                    Marks::NONE
                 }
             }
             (2.., _) => {
-                if let Some(first) = rs.first() {
-                    compare_at(item_ty, None, Some(first), path, c);
-                }
-                c.removed.insert(path);
+                let m = rg.first().map_or(Marks::NONE, |first| compare_at(item_ty, None, Some(first), Skip::Nothing, &mut sub));
+                Marks { removed: true, ..m }
             }
             (_, _) => {
-                if let Some(first) = ls.first() {
-                    compare_at(item_ty, Some(first), None, path, c);
-                }
-                c.added.insert(path);
+                let m = lg.first().map_or(Marks::NONE, |first| compare_at(item_ty, Some(first), None, Skip::Nothing, &mut sub));
+                Marks { added: true, ..m }
             }
-        }
-        path.pop();
+        };
+        // The first element with the key names it, as upstream's first-seen order does.
+        let named = lg.first().or(rg.first()).copied();
+        c.attach(|| named.and_then(|item| element_pe(ty, lt, item).ok()), marks, sub);
+    }
+    c.sort();
+}
+
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
     }
 }
 
@@ -499,7 +720,7 @@ fn merge(ty: Ty, lhs: Option<&Value>, rhs: Option<&Value>) -> Result<Option<Valu
     match shape {
         Shape::Scalar | Shape::List(ListType::Atomic) => Ok(Some(r.clone())),
         Shape::Struct | Shape::Map => {
-            if ty.is_atomic() || (is_empty_container(Some(l)) && is_empty_container(Some(r))) {
+            if ty.is_atomic() || (is_empty_value(l) && is_empty_value(r)) {
                 return Ok(Some(r.clone()));
             }
             let empty = Map::new();
@@ -514,7 +735,7 @@ fn merge(ty: Ty, lhs: Option<&Value>, rhs: Option<&Value>) -> Result<Option<Valu
             Ok(Some(Value::Object(out)))
         }
         Shape::List(lt) => {
-            if is_empty_container(Some(l)) && is_empty_container(Some(r)) {
+            if is_empty_value(l) && is_empty_value(r) {
                 return Ok(Some(r.clone()));
             }
             merge_lists(ty, lt, l.as_array().map(Vec::as_slice).unwrap_or_default(), r.as_array().map(Vec::as_slice).unwrap_or_default())
@@ -667,52 +888,61 @@ fn prune(ty: Ty, merged: &Value, managers: &Managers, last: &Set) -> Result<Valu
 /// `force`) and what was removed. Returns the conflicts when not forced.
 fn take_ownership(managers: &mut Managers, cmp: &Comparison, except: &ManagerId, force: bool) -> Result<(), Vec<(ManagerId, Entry, Path)>> {
     let changed = cmp.changed();
-    let mut conflicts = Vec::new();
-    for (id, entry) in managers.iter() {
-        if id == except {
-            continue;
+    if !force {
+        let mut conflicts = Vec::new();
+        for (id, entry) in managers.iter() {
+            if id == except || !entry.set.intersects(&changed) {
+                continue;
+            }
+            for p in entry.set.intersection(&changed).paths() {
+                conflicts.push((id.clone(), entry.clone(), p));
+            }
         }
-        let c = entry.set.intersection(&changed);
-        for p in c.paths() {
-            conflicts.push((id.clone(), entry.clone(), p));
+        if !conflicts.is_empty() {
+            return Err(conflicts);
         }
     }
-    if !force && !conflicts.is_empty() {
-        return Err(conflicts);
-    }
+    give_up(managers, &changed, &cmp.removed, except);
+    Ok(())
+}
+
+/// Takes `changed` and `removed` from every manager but `except`, dropping the ones
+/// left with nothing.
+fn give_up(managers: &mut Managers, changed: &Set, removed: &Set, except: &ManagerId) {
     for (id, entry) in managers.iter_mut() {
         if id == except {
             continue;
         }
-        entry.set = entry.set.difference(&changed).difference(&cmp.removed);
+        entry.set.subtract(changed);
+        entry.set.subtract(removed);
     }
     managers.retain(|_, e| !e.set.is_empty());
-    Ok(())
 }
 
-/// An ordinary write by `id` from `old` to `new` (both zero-filled): the
-/// managedFieldsUpdater + stripMeta + Updater.Update chain upstream.
-/// `id` is an `Update` identity, whose apiVersion is the one recorded.
+/// An ordinary write by `id` from `old` to `new`: the managedFields updater +
+/// stripMeta + Updater.Update chain upstream. `id` is an `Update` identity, whose
+/// apiVersion is the one recorded.
 fn update(ty: Ty, old: &Value, new: &Value, managers: &mut Managers, id: &ManagerId, reset: &[Path], now: &str) {
     let cmp = compare(ty, old, new).without(reset);
-    let _ = take_ownership(managers, &cmp, id, true);
+    let mut mine = cmp.changed();
+    give_up(managers, &mine, &cmp.removed, id);
     let previous = managers.remove(id);
-    let mine = strip_meta(&without(cmp.changed(), reset));
+    strip_meta(&mut mine);
     if mine.is_empty() {
         // Nothing new is owned: the entry (if any) stays as the write left it.
         if let Some(mut p) = previous {
-            p.set = p.set.difference(&cmp.removed);
+            p.set.subtract(&cmp.removed);
             if !p.set.is_empty() {
                 managers.insert(id.clone(), p);
             }
         }
         return;
     }
-    let set = match &previous {
-        Some(p) => mine.union(&p.set.difference(&cmp.removed)),
-        None => mine,
-    };
-    managers.insert(id.clone(), Entry { set, api_version: id.api_version.clone(), time: Some(now.into()) });
+    if let Some(mut p) = previous {
+        p.set.subtract(&cmp.removed);
+        mine.union_with(&p.set);
+    }
+    managers.insert(id.clone(), Entry { set: mine, api_version: id.api_version.clone(), time: Some(now.into()) });
 }
 
 fn api_version_of(v: &Value) -> &str {
@@ -723,11 +953,14 @@ fn managed_fields(v: &Value) -> Option<&Value> {
     v.pointer("/metadata/managedFields")
 }
 
+/// Takes `metadata.managedFields` out of `v`.
+fn take_managed_fields(v: &mut Value) -> Option<Value> {
+    v.get_mut("metadata").and_then(Value::as_object_mut).and_then(|m| m.remove("managedFields"))
+}
+
 fn without_managed_fields(v: &Value) -> Value {
     let mut v = v.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
+    take_managed_fields(&mut v);
     v
 }
 
@@ -737,30 +970,30 @@ fn set_managed_fields(v: &mut Value, managers: &Managers) {
             crate::meta::metadata_mut(v).insert("managedFields".into(), list);
         }
         None => {
-            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("managedFields");
-            }
+            take_managed_fields(v);
         }
     }
 }
 
-fn zero_filled(ty: Ty, v: &Value) -> Value {
-    let mut v = v.clone();
-    zero_fill(ty, &mut v);
-    v
+/// `{}`, the object that does not exist yet.
+fn empty_object() -> &'static Value {
+    static EMPTY: OnceLock<Value> = OnceLock::new();
+    EMPTY.get_or_init(|| Value::Object(Map::new()))
 }
 
 // === entry points ===
 
 pub(crate) fn record_update(definition: &str, old: Option<&Value>, new: &mut Value, manager: &str, subresource: &str, now: &str) {
     let ty = Ty::root(definition);
+    // From here on `new` is the body, without managedFields.
+    let sent = take_managed_fields(new);
     let live_managers = || old.and_then(|o| decode(managed_fields(o))).unwrap_or_default();
     // A subresource write cannot touch managedFields; a main write may set them (an
     // explicit empty list resets them), and otherwise keeps the live ones.
     let mut managers = if !subresource.is_empty() {
         live_managers()
     } else {
-        match managed_fields(new) {
+        match sent.as_ref() {
             Some(Value::Array(a)) if a.is_empty() || (a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty)) => Managers::new(),
             mf @ Some(_) => match decode(mf) {
                 Some(m) if !m.is_empty() => m,
@@ -769,28 +1002,20 @@ pub(crate) fn record_update(definition: &str, old: Option<&Value>, new: &mut Val
             None => live_managers(),
         }
     };
-    let body = without_managed_fields(new);
     // Objects that exist without managed fields stay untracked, as upstream.
     let has_uid = old.and_then(|o| o.pointer("/metadata/uid")).and_then(Value::as_str).is_some_and(|u| !u.is_empty());
     if managers.is_empty() && has_uid {
-        *new = body;
         return;
     }
-    let api_version = match api_version_of(&body) {
+    let api_version = match api_version_of(new) {
         "" => old.map(api_version_of).unwrap_or(""),
         v => v,
     }
     .to_string();
     let id = ManagerId::new(manager, Operation::Update, &api_version, subresource);
-    let old_typed = match old {
-        Some(o) => zero_filled(ty, &without_managed_fields(o)),
-        None => zero_object(ty),
-    };
-    let new_typed = zero_filled(ty, &body);
-    let reset = reset_fields(definition, subresource, &body);
-    update(ty, &old_typed, &new_typed, &mut managers, &id, &reset, now);
+    let reset = reset_fields(definition, subresource, new);
+    update(ty, old.unwrap_or(empty_object()), new, &mut managers, &id, &reset, now);
     cap_update_managers(&mut managers);
-    *new = body;
     set_managed_fields(new, &managers);
 }
 
@@ -823,7 +1048,7 @@ pub(crate) fn server_side_apply(
     // manager first, so that the applier does not silently take them.
     if managers.is_empty() && live.is_some() {
         let id = ManagerId::new(BEFORE_FIRST_APPLY, Operation::Update, &api_version, "");
-        update(ty, &zero_object(ty), &zero_filled(ty, &live_body), &mut managers, &id, &reset, now);
+        update(ty, empty_object(), &live_body, &mut managers, &id, &reset, now);
         cap_update_managers(&mut managers);
     }
 
@@ -840,11 +1065,7 @@ pub(crate) fn server_side_apply(
         None => merged,
     };
 
-    let old_typed = match live {
-        Some(_) => zero_filled(ty, &live_body),
-        None => zero_object(ty),
-    };
-    let cmp = compare(ty, &old_typed, &zero_filled(ty, &merged)).without(&reset);
+    let cmp = compare(ty, &live_body, &merged).without(&reset);
     if let Err(conflicts) = take_ownership(&mut managers, &cmp, &id, force) {
         return Err(ApplyError::Conflicts(
             conflicts
@@ -860,7 +1081,7 @@ pub(crate) fn server_side_apply(
 
     let changed = !values_equal(&merged, &live_body);
     if let Some(entry) = managers.get_mut(&id) {
-        entry.set = strip_meta(&entry.set);
+        strip_meta(&mut entry.set);
         if changed {
             entry.time = Some(now.into());
         }
@@ -1228,5 +1449,82 @@ mod tests {
             fields_of(&obj, "kubectl", "Apply")["f:spec"],
             json!({"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:targetPort": {}}}, "f:selector": {}})
         );
+    }
+
+    #[test]
+    fn no_op_update_leaves_managed_fields_untouched() {
+        let mut obj = deployment(Some(1), "nginx");
+        record_update(DEPLOY, None, &mut obj, "kubectl-create", "", T0);
+        let old = stored(obj);
+        let mut new = old.clone();
+        record_update(DEPLOY, Some(&old), &mut new, "kubectl-edit", "", T1);
+        assert_eq!(new, old);
+        assert_eq!(entries(&new), [("kubectl-create".into(), "Update".into())]);
+    }
+
+    #[test]
+    fn changing_one_label_moves_only_that_label() {
+        let mut obj = deployment(Some(1), "nginx");
+        obj["metadata"]["labels"]["tier"] = json!("web");
+        record_update(DEPLOY, None, &mut obj, "kubectl-create", "", T0);
+        let old = stored(obj);
+        let mut new = old.clone();
+        new["metadata"]["labels"]["tier"] = json!("db");
+        record_update(DEPLOY, Some(&old), &mut new, "kubectl-label", "", T1);
+        assert_eq!(fields_of(&new, "kubectl-label", "Update"), &json!({"f:metadata": {"f:labels": {"f:tier": {}}}}));
+        let create = fields_of(&new, "kubectl-create", "Update");
+        assert_eq!(create["f:metadata"], json!({"f:labels": {".": {}, "f:app": {}}}));
+        assert_eq!(create["f:spec"], fields_of(&old, "kubectl-create", "Update")["f:spec"]);
+    }
+
+    /// The comparison reads zero-value fields and skips `managedFields` in place; it
+    /// must see what comparing filled-in copies without them sees.
+    #[test]
+    fn comparing_in_place_matches_comparing_zero_filled_copies() {
+        use super::super::typed::zero_fill;
+        let filled = |ty: Ty, v: &Value| {
+            let mut v = without_managed_fields(v);
+            zero_fill(ty, &mut v);
+            v
+        };
+        let cmp_sets = |c: Comparison| (c.added.to_fields_v1(), c.modified.to_fields_v1(), c.removed.to_fields_v1());
+        let mut managed = deployment(Some(1), "nginx");
+        managed["metadata"]["managedFields"] = json!([{"manager": "m", "operation": "Update", "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {}}]);
+        let mut no_spec = deployment(None, "nginx");
+        no_spec.as_object_mut().unwrap().remove("spec");
+        let mut null_template = deployment(Some(2), "nginx");
+        null_template["spec"]["template"] = Value::Null;
+        let mut dup_env = deployment(Some(2), "nginx");
+        dup_env["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]);
+        let mut only_managed_metadata = json!({"apiVersion": "apps/v1", "kind": "Deployment"});
+        only_managed_metadata["metadata"] = json!({"managedFields": []});
+        let null_metadata = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": null});
+        let objects =
+            [json!({}), deployment(Some(1), "nginx"), managed, no_spec, null_template, dup_env, only_managed_metadata, null_metadata, json!({"spec": {}})];
+        let ty = Ty::root(DEPLOY);
+        for old in &objects {
+            for new in &objects {
+                assert_eq!(
+                    cmp_sets(compare(ty, old, new)),
+                    cmp_sets(compare(ty, &filled(ty, old), &filled(ty, new))),
+                    "{old} -> {new}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_list_keys_are_owned_whole() {
+        let mut obj = deployment(Some(1), "nginx");
+        obj["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]);
+        record_update(DEPLOY, None, &mut obj, "kubectl-create", "", T0);
+        let env = &fields_of(&obj, "kubectl-create", "Update")["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"]["f:env"];
+        assert_eq!(env, &json!({".": {}, "k:{\"name\":\"A\"}": {}}));
+        let old = stored(obj);
+        let mut new = old.clone();
+        new["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = json!("3");
+        record_update(DEPLOY, Some(&old), &mut new, "kubectl-edit", "", T1);
+        let env = &fields_of(&new, "kubectl-edit", "Update")["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"]["f:env"];
+        assert_eq!(env, &json!({"k:{\"name\":\"A\"}": {}}));
     }
 }

@@ -7,7 +7,6 @@
 //! well as having children.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -43,15 +42,40 @@ impl PathElement {
     }
 
     /// The `fieldsV1` form: `f:name`, `k:{"name":"x"}`, `v:"x"`, `i:0`.
+    #[cfg(test)]
     pub(crate) fn to_fields_key(&self) -> String {
+        let mut out = String::new();
+        self.write_fields_key(&mut out);
+        out
+    }
+
+    /// Appends the `fieldsV1` form to `out`. The fields of a key are written in their
+    /// (sorted) order, as compact JSON.
+    pub(crate) fn write_fields_key(&self, out: &mut String) {
+        use std::fmt::Write as _;
         match self {
-            PathElement::Field(f) => format!("f:{f}"),
-            PathElement::Key(fields) => {
-                let m: Map<String, Value> = fields.iter().cloned().collect();
-                format!("k:{}", Value::Object(m))
+            PathElement::Field(f) => {
+                out.push_str("f:");
+                out.push_str(f);
             }
-            PathElement::Value(v) => format!("v:{v}"),
-            PathElement::Index(i) => format!("i:{i}"),
+            PathElement::Key(fields) => {
+                out.push_str("k:{");
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_json_string(out, k);
+                    out.push(':');
+                    let _ = write!(out, "{v}");
+                }
+                out.push('}');
+            }
+            PathElement::Value(v) => {
+                let _ = write!(out, "v:{v}");
+            }
+            PathElement::Index(i) => {
+                let _ = write!(out, "i:{i}");
+            }
         }
     }
 
@@ -123,6 +147,17 @@ impl fmt::Display for PathElement {
     }
 }
 
+/// Appends `s` as a JSON string, escaped as `serde_json` escapes it.
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&Value::from(s).to_string());
+    }
+}
+
 /// A path as upstream prints it in conflicts: `.spec.containers[name="nginx"].image`.
 pub(crate) fn path_string(path: &[PathElement]) -> String {
     path.iter().map(ToString::to_string).collect()
@@ -186,13 +221,29 @@ pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
 
 // === impl Set ===
 
-/// A set of field paths, held as a trie.
+/// A set of field paths, held as a trie. Each level is a vector sorted by path
+/// element, so that lookups are binary searches and the set algebra is a merge of
+/// sorted runs; that is the order `fieldsV1` is written in, too.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Set {
-    /// Paths that end here.
-    members: BTreeSet<PathElement>,
-    /// Paths that continue below; never empty sets.
-    children: BTreeMap<PathElement, Set>,
+    /// Sorted by `pe`, one entry per element; every entry is a member, has children,
+    /// or both.
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    pe: PathElement,
+    /// Whether the path ending here is in the set.
+    member: bool,
+    /// Paths that continue below.
+    children: Set,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
 }
 
 impl Set {
@@ -201,91 +252,158 @@ impl Set {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.children.is_empty()
+        self.entries.is_empty()
+    }
+
+    fn find(&self, pe: &PathElement) -> Result<usize, usize> {
+        self.entries.binary_search_by(|e| e.pe.cmp(pe))
+    }
+
+    fn entry(&self, pe: &PathElement) -> Option<&Entry> {
+        self.find(pe).ok().map(|i| &self.entries[i])
     }
 
     pub(crate) fn insert(&mut self, path: &[PathElement]) {
-        match path {
-            [] => {}
-            [last] => {
-                self.members.insert(last.clone());
+        let [first, rest @ ..] = path else { return };
+        let i = match self.find(first) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, Entry { pe: first.clone(), member: false, children: Set::new() });
+                i
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+        };
+        if rest.is_empty() {
+            self.entries[i].member = true;
+        } else {
+            self.entries[i].children.insert(rest);
+        }
+    }
+
+    /// Adds `pe` to a set being built one level at a time: a member if `member`, with
+    /// `children` below it. `pe` must not be in the set yet; [`Set::sort`] restores the
+    /// order once the level is complete.
+    pub(crate) fn push(&mut self, pe: PathElement, member: bool, children: Set) {
+        if member || !children.is_empty() {
+            self.entries.push(Entry { pe, member, children });
+        }
+    }
+
+    /// Puts a level built with [`Set::push`] in order.
+    pub(crate) fn sort(&mut self) {
+        if !self.entries.windows(2).all(|w| w[0].pe < w[1].pe) {
+            self.entries.sort_by(|a, b| a.pe.cmp(&b.pe));
         }
     }
 
     pub(crate) fn has(&self, path: &[PathElement]) -> bool {
         match path {
             [] => false,
-            [last] => self.members.contains(last),
-            [first, rest @ ..] => self.children.get(first).is_some_and(|c| c.has(rest)),
+            [last] => self.entry(last).is_some_and(|e| e.member),
+            [first, rest @ ..] => self.entry(first).is_some_and(|e| e.children.has(rest)),
         }
     }
 
     /// The paths below `pe`, without it.
     pub(crate) fn with_prefix(&self, pe: &PathElement) -> Option<&Set> {
-        self.children.get(pe)
+        self.entry(pe).map(|e| &e.children).filter(|c| !c.is_empty())
     }
 
     pub(crate) fn union(&self, other: &Set) -> Set {
         let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
-        for (pe, child) in &other.children {
-            let merged = match out.children.get(pe) {
-                Some(mine) => mine.union(child),
-                None => child.clone(),
-            };
-            out.children.insert(pe.clone(), merged);
-        }
+        out.union_with(other);
         out
+    }
+
+    /// Adds the paths of `other`.
+    pub(crate) fn union_with(&mut self, other: &Set) {
+        if other.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            self.entries = other.entries.clone();
+            return;
+        }
+        let mine = std::mem::take(&mut self.entries);
+        let mut out = Vec::with_capacity(mine.len().max(other.entries.len()));
+        let mut theirs = other.entries.iter().peekable();
+        for mut e in mine {
+            while let Some(o) = theirs.next_if(|o| o.pe < e.pe) {
+                out.push(o.clone());
+            }
+            if let Some(o) = theirs.next_if(|o| o.pe == e.pe) {
+                e.member |= o.member;
+                e.children.union_with(&o.children);
+            }
+            out.push(e);
+        }
+        out.extend(theirs.cloned());
+        self.entries = out;
     }
 
     /// The paths of `self` that are not in `other` (exact paths, not prefixes).
     pub(crate) fn difference(&self, other: &Set) -> Set {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let mut children = BTreeMap::new();
-        for (pe, child) in &self.children {
-            let c = match other.children.get(pe) {
-                Some(o) => child.difference(o),
-                None => child.clone(),
-            };
-            if !c.is_empty() {
-                children.insert(pe.clone(), c);
-            }
+        let mut out = self.clone();
+        out.subtract(other);
+        out
+    }
+
+    /// Removes the paths of `other` (exact paths, not prefixes).
+    pub(crate) fn subtract(&mut self, other: &Set) {
+        if other.is_empty() || self.is_empty() {
+            return;
         }
-        Set { members, children }
+        let mut theirs = other.entries.iter().peekable();
+        self.entries.retain_mut(|e| {
+            while theirs.next_if(|o| o.pe < e.pe).is_some() {}
+            if let Some(o) = theirs.next_if(|o| o.pe == e.pe) {
+                e.member &= !o.member;
+                e.children.subtract(&o.children);
+            }
+            !e.is_empty()
+        });
     }
 
     pub(crate) fn intersection(&self, other: &Set) -> Set {
-        let members = self.members.intersection(&other.members).cloned().collect();
-        let mut children = BTreeMap::new();
-        for (pe, child) in &self.children {
-            if let Some(o) = other.children.get(pe) {
-                let c = child.intersection(o);
-                if !c.is_empty() {
-                    children.insert(pe.clone(), c);
+        let mut entries = Vec::new();
+        let mut theirs = other.entries.iter().peekable();
+        for e in &self.entries {
+            while theirs.next_if(|o| o.pe < e.pe).is_some() {}
+            if let Some(o) = theirs.next_if(|o| o.pe == e.pe) {
+                let entry = Entry { pe: e.pe.clone(), member: e.member && o.member, children: e.children.intersection(&o.children) };
+                if !entry.is_empty() {
+                    entries.push(entry);
                 }
             }
         }
-        Set { members, children }
+        Set { entries }
+    }
+
+    /// Whether the two sets share a path.
+    pub(crate) fn intersects(&self, other: &Set) -> bool {
+        let mut theirs = other.entries.iter().peekable();
+        for e in &self.entries {
+            while theirs.next_if(|o| o.pe < e.pe).is_some() {}
+            if let Some(o) = theirs.next_if(|o| o.pe == e.pe) {
+                if (e.member && o.member) || e.children.intersects(&o.children) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Removes `path` and everything below it.
     pub(crate) fn remove_subtree(&mut self, path: &[PathElement]) {
-        match path {
-            [] => {}
-            [last] => {
-                self.members.remove(last);
-                self.children.remove(last);
-            }
-            [first, rest @ ..] => {
-                if let Some(c) = self.children.get_mut(first) {
-                    c.remove_subtree(rest);
-                    if c.is_empty() {
-                        self.children.remove(first);
-                    }
-                }
-            }
+        let [first, rest @ ..] = path else { return };
+        let Ok(i) = self.find(first) else { return };
+        if rest.is_empty() {
+            self.entries.remove(i);
+            return;
+        }
+        let e = &mut self.entries[i];
+        e.children.remove_subtree(rest);
+        if e.is_empty() {
+            self.entries.remove(i);
         }
     }
 
@@ -297,14 +415,14 @@ impl Set {
     }
 
     fn collect_paths(&self, prefix: &mut Path, out: &mut Vec<Path>) {
-        for m in &self.members {
+        for e in self.entries.iter().filter(|e| e.member) {
             let mut p = prefix.clone();
-            p.push(m.clone());
+            p.push(e.pe.clone());
             out.push(p);
         }
-        for (pe, child) in &self.children {
-            prefix.push(pe.clone());
-            child.collect_paths(prefix, out);
+        for e in self.entries.iter().filter(|e| !e.children.is_empty()) {
+            prefix.push(e.pe.clone());
+            e.children.collect_paths(prefix, out);
             prefix.pop();
         }
     }
@@ -313,43 +431,42 @@ impl Set {
     /// that removing the set removes those fields whole (upstream's
     /// `EnsureNamedFieldsAreMembers`, used when pruning).
     pub(crate) fn with_named_fields_as_members(&self, ty: Ty) -> Set {
-        let mut members = self.members.clone();
-        let mut children = BTreeMap::new();
-        for (pe, child) in &self.children {
-            let child_ty = match pe {
-                PathElement::Field(name) => {
-                    if ty.has_field(name) {
-                        members.insert(pe.clone());
-                    }
-                    ty.field(name)
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| {
+                if e.children.is_empty() {
+                    return e.clone();
                 }
-                _ => ty.item(),
-            };
-            children.insert(pe.clone(), child.with_named_fields_as_members(child_ty));
-        }
-        Set { members, children }
+                let (member, child_ty) = match &e.pe {
+                    PathElement::Field(name) => (e.member || ty.has_field(name), ty.field(name)),
+                    _ => (e.member, ty.item()),
+                };
+                Entry { pe: e.pe.clone(), member, children: e.children.with_named_fields_as_members(child_ty) }
+            })
+            .collect();
+        Set { entries }
     }
 
     /// The `fieldsV1` JSON of the set.
     pub(crate) fn to_fields_v1(&self) -> Value {
         let mut out = Map::new();
-        self.emit(&mut out);
+        self.emit(&mut out, &mut String::new());
         Value::Object(out)
     }
 
-    fn emit(&self, out: &mut Map<String, Value>) {
-        // Members and children interleave in path-element order.
-        let mut keys: BTreeSet<&PathElement> = self.members.iter().collect();
-        keys.extend(self.children.keys());
-        for pe in keys {
+    fn emit(&self, out: &mut Map<String, Value>, key: &mut String) {
+        for e in &self.entries {
             let mut inner = Map::new();
-            if let Some(child) = self.children.get(pe) {
-                if self.members.contains(pe) {
+            if !e.children.is_empty() {
+                if e.member {
                     inner.insert(".".into(), Value::Object(Map::new()));
                 }
-                child.emit(&mut inner);
+                e.children.emit(&mut inner, key);
             }
-            out.insert(pe.to_fields_key(), Value::Object(inner));
+            key.clear();
+            e.pe.write_fields_key(key);
+            out.insert(key.as_str().into(), Value::Object(inner));
         }
     }
 
@@ -362,16 +479,38 @@ impl Set {
             }
             let pe = PathElement::from_fields_key(k)?;
             let inner_map = inner.as_object()?;
-            let is_member = inner_map.is_empty() || inner_map.contains_key(".");
-            if is_member {
-                set.members.insert(pe.clone());
-            }
-            let child = Set::from_fields_v1(inner)?;
-            if !child.is_empty() {
-                set.children.insert(pe, child);
+            let member = inner_map.is_empty() || inner_map.contains_key(".");
+            let children = Set::from_fields_v1(inner)?;
+            set.push(pe, member, children);
+        }
+        set.dedup();
+        Some(set)
+    }
+
+    /// Sorts a level parsed from `fieldsV1`, whose keys may come in any order, and
+    /// merges keys that name the same element (`v:1` and `v:1.0`): it is a member if
+    /// any of them is, with the children of the last one that has some.
+    fn dedup(&mut self) {
+        if self.entries.windows(2).all(|w| w[0].pe < w[1].pe) {
+            return;
+        }
+        self.entries.sort_by(|a, b| a.pe.cmp(&b.pe));
+        let mut out: Vec<Entry> = Vec::with_capacity(self.entries.len());
+        for e in std::mem::take(&mut self.entries) {
+            match out.last_mut() {
+                Some(last) if last.pe == e.pe => {
+                    if e.member && !last.member {
+                        last.pe = e.pe;
+                        last.member = true;
+                    }
+                    if !e.children.is_empty() {
+                        last.children = e.children;
+                    }
+                }
+                _ => out.push(e),
             }
         }
-        Some(set)
+        self.entries = out;
     }
 }
 

@@ -6,7 +6,7 @@
 //! one line, which expands to one `#[tokio::test]` per check so each shows up by
 //! name:
 //!
-//! ```ignore
+//! ```text
 //! async fn make() -> std::sync::Arc<dyn skiff_store::Store> {
 //!     std::sync::Arc::new(skiff_store::SqliteStore::open_temporary().unwrap())
 //! }

@@ -12,6 +12,7 @@
 //! - [`table`]: server-side `Table` columns, as `kubectl get` prints them.
 //! - [`openapi`]: OpenAPI v3 documents built from the k8s-openapi schemas, and
 //!   the strict field check (unknown and duplicate fields) that uses the same schemas.
+//! - [`yaml`]: YAML bodies, decoded with a bound on alias expansion.
 //!
 //! Objects travel as `serde_json::Value`: the API server stores and serves JSON, and
 //! the typed k8s-openapi structs are used where a schema is needed.
@@ -30,6 +31,7 @@ pub mod selector;
 pub mod status;
 pub mod table;
 pub mod validation;
+pub mod yaml;
 
 pub use resources::{ResourceInfo, Subresource, RESOURCES};
 pub use status::{Cause, StatusError};

@@ -27,8 +27,10 @@ pub fn request_decoders(data: &[u8]) {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
     let _ = crate::handlers::parse_body(res, &headers, rest);
     let _ = openapi::duplicate_fields(rest);
+    let _ = openapi::duplicate_fields_yaml(rest);
     let _ = crate::handlers::delete_options(&Query::default(), rest);
 
+    let live = live_object(res);
     if let Ok(obj) = json {
         let _ = openapi::unknown_fields(res.definition, &obj);
         let mut o = obj.clone();
@@ -43,6 +45,15 @@ pub fn request_decoders(data: &[u8]) {
         let _ = patch::strategic_merge_patch(res.definition, &obj, &obj);
         let _ = patch::strategic_merge_patch(res.definition, &empty, &obj);
         let _ = patch::server_side_apply(res.definition, Some(&obj), &obj, "fuzz", false, "2024-01-01T00:00:00Z");
+        // The object as a patch against a live object that another manager applied.
+        let _ = patch::merge_patch(&live, &obj);
+        let _ = patch::strategic_merge_patch(res.definition, &live, &obj);
+        let _ = patch::server_side_apply(res.definition, Some(&live), &obj, "fuzz", false, NOW);
+        let _ = patch::server_side_apply(res.definition, Some(&live), &obj, "fuzz", true, NOW);
+        let mut updated = obj.clone();
+        patch::record_update(res.definition, Some(&live), &mut updated, "fuzz", "", NOW);
+        let mut created = obj.clone();
+        patch::record_update(res.definition, None, &mut created, "fuzz", "status", NOW);
         if let Some(sel) = obj.get("selector") {
             let _ = LabelSelector::from_json(sel);
         }
@@ -50,12 +61,56 @@ pub fn request_decoders(data: &[u8]) {
     if let Ok(v) = serde_json::from_slice::<Value>(rest) {
         let target = serde_json::json!({"metadata": {"name": "x"}, "spec": {"a": [1, 2]}});
         let _ = patch::json_patch(&target, &v);
+        let _ = patch::json_patch(&live, &v);
     }
+}
+
+const NOW: &str = "2024-01-01T00:00:00Z";
+
+/// An object of `res`'s kind with lists of every patch strategy (merge keys, sets,
+/// atomic lists), owned by another manager through server-side apply, so patches
+/// and applies meet existing elements and managed fields.
+fn live_object(res: &skiff_api::ResourceInfo) -> Value {
+    let intent = serde_json::json!({
+        "apiVersion": res.api_version(),
+        "kind": res.kind,
+        "metadata": {
+            "name": "x",
+            "labels": {"app": "web"},
+            "finalizers": ["f"],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "K", "name": "o", "uid": "u"}],
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "protocol": "TCP"}], "env": [{"name": "A", "value": "1"}]}],
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [{"name": "v", "emptyDir": {}}]}},
+            "ports": [{"port": 80, "protocol": "TCP"}],
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+        },
+        "data": {"k": "v"},
+    });
+    patch::server_side_apply(res.definition, None, &intent, "other", false, NOW).unwrap_or(intent)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_alias_bombs_are_refused_before_they_expand() {
+        // Eight kilobytes that once expanded to two million scalars per decode.
+        let bomb = format!("a: &a [{}]\nb: [{}]\n", vec!["x"; 1000].join(","), vec!["*a"; 2000].join(","));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+        let started = std::time::Instant::now();
+        let err = crate::handlers::parse_body(&RESOURCES[4], &headers, bomb.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("yaml: document contains excessive aliasing"), "{err}");
+        let mut data = vec![4];
+        data.extend_from_slice(bomb.as_bytes());
+        request_decoders(&data);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
 
     /// A deterministic smoke run of the fuzz entry point on mutated seeds, so CI
     /// catches decoder panics without a fuzzing toolchain.

@@ -97,7 +97,7 @@ pub fn parse_body(res: &ResourceInfo, headers: &HeaderMap, body: &[u8]) -> Resul
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| cannot_handle(res, e))?,
         "application/vnd.kubernetes.protobuf" => skiff_api::protobuf::decode(body).map_err(|e| cannot_handle(res, e))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
-            serde_yaml::from_slice(body).map_err(|e| cannot_handle(res, format!("yaml: {e}")))?
+            skiff_api::yaml::from_slice(body).map_err(|e| cannot_handle(res, format!("yaml: {e}")))?
         }
         other => {
             return Err(StatusError::unsupported_media_type(format!(

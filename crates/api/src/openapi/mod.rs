@@ -73,15 +73,16 @@ pub fn v3_document(group: &str, version: &str) -> Option<&'static [u8]> {
 /// accept anything; `apiVersion` and `kind` are always known at the top. Values of the
 /// wrong type are not reported here: decoding reports those. The `List` kinds
 /// (`io.k8s.api.core.v1.PodList`) are known too. An unknown `definition` yields nothing.
+/// At most 100 fields are reported, as upstream stops there.
 pub fn unknown_fields(definition: &str, obj: &Value) -> Vec<String> {
     strict::unknown_fields(definition, obj)
 }
 
 /// Keys repeated within one JSON object anywhere in `raw`, as upstream paths.
 ///
-/// Every repetition is reported (a key given three times is listed twice), in
-/// document order. Input that is not exactly one JSON value yields nothing: parsing
-/// reports that error separately.
+/// Each repeated key is reported once however often it repeats, in document order,
+/// and at most 100 keys in all, as upstream reports them. Input that is not exactly
+/// one JSON value yields nothing: parsing reports that error separately.
 pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
     let mut de = serde_json::Deserializer::from_slice(raw);
     match strict::duplicate_fields(&mut de) {
@@ -95,8 +96,12 @@ pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
 ///
 /// `serde_yaml` decoding into `serde_json::Value` keeps the last of duplicate keys
 /// without complaint (only its own `Mapping` type rejects them), so a YAML body needs
-/// this scan just like a JSON one does.
+/// this scan just like a JSON one does. A document whose aliases expand it too far
+/// (see [`crate::yaml`]) yields nothing, as it does not decode either.
 pub fn duplicate_fields_yaml(raw: &[u8]) -> Vec<String> {
+    if crate::yaml::check_expansion(raw).is_err() {
+        return Vec::new();
+    }
     let Some(doc) = serde_yaml::Deserializer::from_slice(raw).next() else { return Vec::new() };
     strict::duplicate_fields(doc).unwrap_or_default()
 }

@@ -6,7 +6,8 @@
 //! collapses to the last one). Paths are spelled as upstream spells them:
 //! `spec.containers[0].imagePullPolicyy`, `metadata.labels.app`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -16,6 +17,12 @@ use super::components::{definitions, ref_name};
 
 /// How deep the schema walk goes before giving up; the decoders refuse deeper input anyway.
 const MAX_DEPTH: usize = 256;
+
+/// How many fields each check reports at most. Upstream (sigs.k8s.io/json) stops
+/// saving strict errors at 100 and drops repeats of the same message; without a cap,
+/// a body that repeats one key a million times under a long path would be reported
+/// as a million copies of that path.
+pub(crate) const MAX_REPORTED: usize = 100;
 
 /// A field path being built, as upstream prints it.
 #[derive(Default)]
@@ -78,7 +85,7 @@ fn resolve<'a>(defs: &'a BTreeMap<String, Value>, mut schema: &'a Value) -> &'a 
 }
 
 fn walk(defs: &BTreeMap<String, Value>, schema: &Value, value: &Value, path: &mut Path, out: &mut Vec<String>, depth: usize) {
-    if depth > MAX_DEPTH {
+    if depth > MAX_DEPTH || out.len() >= MAX_REPORTED {
         return;
     }
     let schema = resolve(defs, schema);
@@ -99,6 +106,9 @@ fn walk(defs: &BTreeMap<String, Value>, schema: &Value, value: &Value, path: &mu
                 let known = field_schema.is_some()
                     || extra.is_some()
                     || (depth == 0 && (key == "apiVersion" || key == "kind"));
+                if out.len() >= MAX_REPORTED {
+                    return;
+                }
                 let mark = path.push_key(key);
                 if !known {
                     out.push(path.0.clone());
@@ -202,12 +212,22 @@ impl<'de> Visitor<'de> for Scan<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: HashSet<String> = HashSet::new();
+        // Each key, and whether its repetition is already reported: a path can only
+        // repeat within one mapping, so this is upstream's dedupe by message.
+        let mut seen: HashMap<String, bool> = HashMap::new();
         while let Some(Key(key)) = map.next_key::<Key>()? {
             let mark = self.path.push_key(key.as_deref().unwrap_or("?"));
             if let Some(key) = key {
-                if !seen.insert(key) {
-                    self.found.push(self.path.0.clone());
+                match seen.entry(key) {
+                    Entry::Vacant(e) => {
+                        e.insert(false);
+                    }
+                    Entry::Occupied(mut e) => {
+                        if !*e.get() && self.found.len() < MAX_REPORTED {
+                            e.insert(true);
+                            self.found.push(self.path.0.clone());
+                        }
+                    }
                 }
             }
             map.next_value_seed(Scan { path: self.path, found: self.found })?;

@@ -571,9 +571,35 @@ fn the_same_key_in_different_objects_is_not_a_duplicate() {
 }
 
 #[test]
-fn every_repetition_is_reported() {
-    assert_eq!(duplicate_fields(br#"{"a":1,"a":2,"a":3}"#), ["a", "a"]);
+fn a_key_repeated_many_times_is_reported_once() {
+    assert_eq!(duplicate_fields(br#"{"a":1,"a":2,"a":3}"#), ["a"]);
     assert_eq!(duplicate_fields(br#"[{"a":1,"a":2}]"#), ["[0].a"]);
+    assert_eq!(duplicate_fields(br#"[{"a":1,"a":2},{"a":1,"a":2}]"#), ["[0].a", "[1].a"]);
+}
+
+#[test]
+fn many_repetitions_under_a_long_path_are_reported_once() {
+    // A 700 kB body once became one 100 kB path per repetition (10 GB); this one
+    // would take 300 MB.
+    let key = "x".repeat(10_000);
+    let raw = format!("{{\"{key}\":{{{}\"a\":1}}}}", "\"a\":1,".repeat(30_000));
+    assert_eq!(duplicate_fields(raw.as_bytes()), [format!("{key}.a")]);
+    // YAML keeps implicit keys under 1024 characters.
+    let key = "y".repeat(1000);
+    let yaml = format!("{key}:\n{}", "  a: 1\n".repeat(30_000));
+    assert_eq!(duplicate_fields_yaml(yaml.as_bytes()), [format!("{key}.a")]);
+}
+
+#[test]
+fn at_most_one_hundred_fields_are_reported() {
+    let dups: String = (0..300).map(|i| format!("\"k{i}\":1,\"k{i}\":2,")).collect();
+    let found = duplicate_fields(format!("{{{dups}\"end\":0}}").as_bytes());
+    assert_eq!(found.len(), 100);
+    assert_eq!((found[0].as_str(), found[99].as_str()), ("k0", "k99"));
+    let unknown: serde_json::Map<String, Value> = (0..300).map(|i| (format!("u{i}"), json!(1))).collect();
+    let found = unknown_fields("io.k8s.api.core.v1.ConfigMap", &json!({ "metadata": unknown }));
+    assert_eq!(found.len(), 100);
+    assert_eq!(found[0], "metadata.u0");
 }
 
 #[test]

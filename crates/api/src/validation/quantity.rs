@@ -51,7 +51,8 @@ impl Quantity {
         for c in int_part.chars().chain(frac_part.chars()) {
             mantissa = mantissa.saturating_mul(10).saturating_add((c as u8 - b'0') as i128);
         }
-        let mut exp10: i32 = -(frac_part.len() as i32);
+        // Wide enough that no suffix or `e` exponent (an `i32`) can overflow it.
+        let mut exp10: i64 = -(frac_part.len() as i64);
         let mut exp2: u32 = 0;
         match suffix {
             "" => {}
@@ -78,7 +79,7 @@ impl Quantity {
                 if !valid {
                     return Err(QuantityError::Suffix);
                 }
-                exp10 += e.parse::<i32>().map_err(|_| QuantityError::Suffix)?;
+                exp10 += i64::from(e.parse::<i32>().map_err(|_| QuantityError::Suffix)?);
             }
             _ if suffix.chars().all(|c| "eEinumkKMGTP+-0123456789".contains(c)) => return Err(QuantityError::Suffix),
             _ => return Err(QuantityError::Format),
@@ -94,7 +95,8 @@ impl Quantity {
             for _ in 0..(-scale).min(38) {
                 div = div.saturating_mul(10);
             }
-            nanos = (nanos + div - 1) / div;
+            // Rounds up without `nanos + div - 1`, which overflows a saturated mantissa.
+            nanos = nanos / div + i128::from(nanos % div != 0);
         }
         Ok(Quantity { nanos: if negative { -nanos } else { nanos } })
     }
@@ -205,6 +207,23 @@ mod tests {
         assert_eq!(q("1").milli_value(), 1000);
         assert!(q("2").is_integer());
         assert!(!q("0.5").is_integer());
+    }
+
+    #[test]
+    fn extreme_exponents_saturate_instead_of_overflowing() {
+        assert!(q("1e2147483647") > q("1Ei"));
+        assert_eq!(q("1e-2147483648"), q("1n"));
+        assert!(q("-1e2147483647") < q("-1Ei"));
+        assert_eq!(q("0.1e-2147483648"), q("1n"));
+        assert_eq!(q("0e2147483647"), q("0"));
+    }
+
+    #[test]
+    fn huge_mantissas_with_fractions_saturate_instead_of_overflowing() {
+        let huge = format!("{}.5", "9".repeat(50));
+        assert!(q(&huge) > q("1Ei"));
+        assert_eq!(q(&format!("{huge}n")), q(&format!("{huge}n")));
+        assert!(q(&format!("-{huge}")).is_negative());
     }
 
     #[test]

@@ -109,24 +109,29 @@ fn decode(managed_fields: Option<&Value>) -> Option<Managers> {
 }
 
 /// Writes `managedFields` in upstream's order: applies first, then by time, manager,
-/// apiVersion and subresource.
-fn encode(managers: &Managers) -> Option<Value> {
+/// apiVersion and subresource. Entries that `previous` already holds word for word
+/// are taken from it rather than written again: most writes leave most entries alone.
+fn encode(managers: &Managers, mut previous: Previous<'_>) -> Option<Value> {
     if managers.is_empty() {
         return None;
     }
-    let mut entries: Vec<(&ManagerId, &Entry)> = managers.iter().collect();
-    entries.sort_by(|(a, ea), (b, eb)| {
+    let mut entries: Vec<(i64, &ManagerId, &Entry)> = managers.iter().map(|(id, e)| (seconds(e.time.as_deref()), id, e)).collect();
+    entries.sort_by(|(ta, a, ea), (tb, b, eb)| {
         a.operation
             .cmp(&b.operation)
-            .then_with(|| seconds(ea.time.as_deref()).cmp(&seconds(eb.time.as_deref())))
+            .then_with(|| ta.cmp(tb))
             .then_with(|| a.manager.cmp(&b.manager))
             .then_with(|| ea.api_version.cmp(&eb.api_version))
             .then_with(|| a.subresource.cmp(&b.subresource))
     });
     let list = entries
         .into_iter()
-        .map(|(id, e)| {
-            let mut m = Map::new();
+        .enumerate()
+        .map(|(i, (_, id, e))| {
+            if let Some(v) = previous.take(i, id, e) {
+                return v;
+            }
+            let mut m = Map::with_capacity(7);
             m.insert("manager".into(), json!(id.manager));
             m.insert("operation".into(), json!(id.operation.as_str()));
             m.insert("apiVersion".into(), json!(e.api_version));
@@ -142,6 +147,52 @@ fn encode(managers: &Managers) -> Option<Value> {
         })
         .collect();
     Some(Value::Array(list))
+}
+
+/// The entries of the managedFields lists an object had before a write, which
+/// [`encode`] may take again: the list the write sent (owned, so taken without a
+/// copy) and the live object's.
+#[derive(Default)]
+struct Previous<'a> {
+    sent: Vec<Value>,
+    live: &'a [Value],
+}
+
+impl<'a> Previous<'a> {
+    fn new(sent: Option<Value>, live: Option<&'a Value>) -> Previous<'a> {
+        let sent = match sent {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        Previous { sent, live: live.and_then(Value::as_array).map_or(&[], Vec::as_slice) }
+    }
+
+    /// An entry that says exactly what [`encode`] would write for `id` at position `i`.
+    fn take(&mut self, i: usize, id: &ManagerId, e: &Entry) -> Option<Value> {
+        let sent = (i..self.sent.len()).chain(0..i.min(self.sent.len())).find(|&j| entry_matches(&self.sent[j], id, e));
+        if let Some(j) = sent {
+            return Some(std::mem::take(&mut self.sent[j]));
+        }
+        let live = (i..self.live.len()).chain(0..i.min(self.live.len())).find(|&j| entry_matches(&self.live[j], id, e));
+        live.map(|j| self.live[j].clone())
+    }
+}
+
+/// Whether `v` is the managedFields entry that [`encode`] writes for `id` and `e`.
+fn entry_matches(v: &Value, id: &ManagerId, e: &Entry) -> bool {
+    let Some(m) = v.as_object() else { return false };
+    if m.len() != 5 + usize::from(e.time.is_some()) + usize::from(!id.subresource.is_empty()) {
+        return false;
+    }
+    let mut fields = m.iter();
+    let mut next = |key: &str| fields.next().filter(|(k, _)| k.as_str() == key).map(|(_, v)| v);
+    next("manager").and_then(Value::as_str) == Some(id.manager.as_str())
+        && next("operation").and_then(Value::as_str) == Some(id.operation.as_str())
+        && next("apiVersion").and_then(Value::as_str) == Some(e.api_version.as_str())
+        && e.time.as_ref().is_none_or(|t| next("time").and_then(Value::as_str) == Some(t.as_str()))
+        && next("fieldsType").and_then(Value::as_str) == Some("FieldsV1")
+        && next("fieldsV1").is_some_and(|f| e.set.matches_fields_v1(f))
+        && (id.subresource.is_empty() || next("subresource").and_then(Value::as_str) == Some(id.subresource.as_str()))
 }
 
 fn seconds(t: Option<&str>) -> i64 {
@@ -964,8 +1015,8 @@ fn without_managed_fields(v: &Value) -> Value {
     v
 }
 
-fn set_managed_fields(v: &mut Value, managers: &Managers) {
-    match encode(managers) {
+fn set_managed_fields(v: &mut Value, managers: &Managers, previous: Previous<'_>) {
+    match encode(managers, previous) {
         Some(list) => {
             crate::meta::metadata_mut(v).insert("managedFields".into(), list);
         }
@@ -1016,7 +1067,7 @@ pub(crate) fn record_update(definition: &str, old: Option<&Value>, new: &mut Val
     let reset = reset_fields(definition, subresource, new);
     update(ty, old.unwrap_or(empty_object()), new, &mut managers, &id, &reset, now);
     cap_update_managers(&mut managers);
-    set_managed_fields(new, &managers);
+    set_managed_fields(new, &managers, Previous::new(sent, old.and_then(managed_fields)));
 }
 
 pub(crate) fn server_side_apply(
@@ -1090,7 +1141,7 @@ pub(crate) fn server_side_apply(
         }
     }
     let mut out = if changed || live.is_none() { merged } else { live_body };
-    set_managed_fields(&mut out, &managers);
+    set_managed_fields(&mut out, &managers, Previous::new(None, live.and_then(managed_fields)));
     Ok(out)
 }
 

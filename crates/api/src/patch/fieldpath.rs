@@ -87,6 +87,9 @@ impl PathElement {
             "v" => PathElement::Value(serde_json::from_str(rest).ok()?),
             "i" => PathElement::Index(rest.parse().ok()?),
             "k" => {
+                if let Some(fields) = parse_simple_key(rest) {
+                    return Some(PathElement::Key(fields));
+                }
                 let Value::Object(m) = serde_json::from_str(rest).ok()? else { return None };
                 let mut fields: Vec<(String, Value)> = m.into_iter().collect();
                 fields.sort_by(|a, b| a.0.cmp(&b.0));
@@ -94,6 +97,53 @@ impl PathElement {
             }
             _ => return None,
         })
+    }
+}
+
+/// Parses the key of a `k:` element the way it is almost always written, compact with
+/// sorted names and string or integer values (`{"containerPort":80,"protocol":"TCP"}`),
+/// to what `serde_json` would make of it. `None` for anything else, which `serde_json`
+/// then parses: escapes, whitespace, other values, unsorted or repeated names.
+fn parse_simple_key(s: &str) -> Option<Vec<(String, Value)>> {
+    /// A string without escapes at the start of `s`, and the rest after it.
+    fn string(s: &str) -> Option<(&str, &str)> {
+        let body = s.strip_prefix('"')?;
+        let end = body.find(|c: char| c == '"' || c == '\\' || c < ' ')?;
+        (body.as_bytes()[end] == b'"').then(|| (&body[..end], &body[end + 1..]))
+    }
+    let mut rest = s.strip_prefix('{')?.strip_suffix('}')?;
+    let mut fields: Vec<(String, Value)> = Vec::with_capacity(2);
+    loop {
+        let (name, after) = string(rest)?;
+        if fields.last().is_some_and(|(last, _)| last.as_str() >= name) {
+            return None;
+        }
+        let after = after.strip_prefix(':')?;
+        let (value, after) = match after.as_bytes().first()? {
+            b'"' => {
+                let (v, after) = string(after)?;
+                (Value::String(v.to_string()), after)
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = after.find(|c: char| !(c == '-' || c.is_ascii_digit())).unwrap_or(after.len());
+                let digits = &after[..end];
+                let unsigned = digits.strip_prefix('-').unwrap_or(digits);
+                let leading_zero = unsigned.len() > 1 && unsigned.starts_with('0');
+                // serde_json reads `-0` as a float.
+                if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) || leading_zero || digits == "-0" {
+                    return None;
+                }
+                let n = if digits.starts_with('-') { Value::from(digits.parse::<i64>().ok()?) } else { Value::from(digits.parse::<u64>().ok()?) };
+                (n, &after[end..])
+            }
+            _ => return None,
+        };
+        fields.push((name.to_string(), value));
+        match after.strip_prefix(',') {
+            Some(more) => rest = more,
+            None if after.is_empty() => return Some(fields),
+            None => return None,
+        }
     }
 }
 
@@ -214,7 +264,18 @@ pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(_), Value::Number(_)) => compare_values(a, b) == Ordering::Equal,
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w))),
+        (Value::Object(x), Value::Object(y)) => {
+            // Keys usually come in the same order: compare side by side, and only look
+            // a key up when they do not.
+            x.len() == y.len()
+                && x.iter().zip(y).all(|((kx, vx), (ky, vy))| {
+                    if kx == ky {
+                        values_equal(vx, vy)
+                    } else {
+                        y.get(kx).is_some_and(|w| values_equal(vx, w))
+                    }
+                })
+        }
         _ => a == b,
     }
 }
@@ -450,15 +511,51 @@ impl Set {
 
     /// The `fieldsV1` JSON of the set.
     pub(crate) fn to_fields_v1(&self) -> Value {
-        let mut out = Map::new();
+        let mut out = Map::with_capacity(self.entries.len());
         self.emit(&mut out, &mut String::new());
         Value::Object(out)
+    }
+
+    /// Whether [`Set::to_fields_v1`] would write exactly `v`, keys in the same order;
+    /// then `v` can be kept instead of writing it again.
+    pub(crate) fn matches_fields_v1(&self, v: &Value) -> bool {
+        v.as_object().is_some_and(|m| self.matches(m, false, &mut String::new()))
+    }
+
+    /// Whether `map` holds this level, after a `"."` marker if `marked`.
+    fn matches(&self, map: &Map<String, Value>, marked: bool, key: &mut String) -> bool {
+        if map.len() != self.entries.len() + usize::from(marked) {
+            return false;
+        }
+        let mut fields = map.iter();
+        if marked && !fields.next().is_some_and(|(k, v)| k == "." && v.as_object().is_some_and(Map::is_empty)) {
+            return false;
+        }
+        self.entries.iter().zip(fields).all(|(e, (k, inner))| {
+            let same_key = match &e.pe {
+                PathElement::Field(f) => k.strip_prefix("f:") == Some(f.as_str()),
+                pe => {
+                    key.clear();
+                    pe.write_fields_key(key);
+                    key == k
+                }
+            };
+            same_key
+                && inner.as_object().is_some_and(|inner| {
+                    if e.children.is_empty() {
+                        inner.is_empty()
+                    } else {
+                        e.children.matches(inner, e.member, key)
+                    }
+                })
+        })
     }
 
     fn emit(&self, out: &mut Map<String, Value>, key: &mut String) {
         for e in &self.entries {
             let mut inner = Map::new();
             if !e.children.is_empty() {
+                inner = Map::with_capacity(e.children.entries.len() + usize::from(e.member));
                 if e.member {
                     inner.insert(".".into(), Value::Object(Map::new()));
                 }
@@ -472,8 +569,9 @@ impl Set {
 
     /// Parses `fieldsV1` JSON; `None` if it is not in that format.
     pub(crate) fn from_fields_v1(v: &Value) -> Option<Set> {
-        let mut set = Set::new();
-        for (k, inner) in v.as_object()? {
+        let map = v.as_object()?;
+        let mut set = Set { entries: Vec::with_capacity(map.len()) };
+        for (k, inner) in map {
             if k == "." {
                 continue;
             }
@@ -549,6 +647,53 @@ mod tests {
         assert_eq!(PathElement::from_fields_key(&pe.to_fields_key()), Some(pe.clone()));
         assert_eq!(pe.to_string(), r#"[containerPort=80,protocol="TCP"]"#);
         assert_eq!(PathElement::Value(json!("a")).to_fields_key(), r#"v:"a""#);
+    }
+
+    #[test]
+    fn simple_keys_parse_as_serde_json_parses_them() {
+        let slow = |s: &str| {
+            let Value::Object(m) = serde_json::from_str(s).ok()? else { return None };
+            let mut fields: Vec<(String, Value)> = m.into_iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            Some(fields)
+        };
+        let inputs = [
+            r#"{"name":"nginx"}"#,
+            r#"{"containerPort":80,"protocol":"TCP"}"#,
+            r#"{"port":-8,"protocol":"UDP"}"#,
+            r#"{"a":18446744073709551615}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":-9223372036854775808}"#,
+            r#"{"a":-9223372036854775809}"#,
+            r#"{"a":-0}"#,
+            r#"{"a":0}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":"x"y"}"#,
+            r#"{"a":"é"}"#,
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a": 1}"#,
+            r#"{"a":true}"#,
+            r#"{"a":null}"#,
+            r#"{}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":"1"}x"#,
+            "{\"a\":\"\u{1}\"}",
+        ];
+        for s in inputs {
+            let fast = parse_simple_key(s);
+            if fast.is_some() {
+                assert_eq!(fast, slow(s), "{s}");
+            }
+            let pe = PathElement::from_fields_key(&format!("k:{s}"));
+            assert_eq!(pe.map(|pe| match pe {
+                PathElement::Key(f) => f,
+                _ => unreachable!(),
+            }), slow(s), "{s}");
+        }
+        assert!(parse_simple_key(r#"{"containerPort":80,"protocol":"TCP"}"#).is_some());
     }
 
     #[test]

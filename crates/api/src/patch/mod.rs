@@ -77,13 +77,102 @@ pub fn conflicts_message(conflicts: &[Conflict]) -> String {
     format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
 }
 
+/// The most operations one JSON patch may hold, as kube-apiserver allows
+/// (`maxJSONPatchOperations`). Each operation is only a few bytes, so the body size limit
+/// alone would let through hundreds of thousands of them.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// How many bytes (as JSON) the `copy` operations of one JSON patch may add in all, as
+/// kube-apiserver allows (`JSONPatchMaxCopyBytes`): each copy can double the document,
+/// so thirty of them in a few hundred bytes would otherwise ask for gigabytes.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The deepest nesting of arrays and objects that the JSON decoder (`serde_json`,
+/// which the store reads objects back with) accepts: its recursion limit of 128 is
+/// exhausted by the 128th level. A JSON patch is the one request
+/// that can build deeper documents than its body holds (each `add` may nest its value
+/// under a path as long as it likes), so its result is held to the same limit; a
+/// deeper object could be neither stored nor read back.
+pub const MAX_NESTING: usize = 127;
+
 /// Applies an RFC 6902 JSON patch document.
+///
+/// Refuses patches with more than [`MAX_JSON_PATCH_OPERATIONS`] operations, copies
+/// beyond [`MAX_JSON_PATCH_COPY_BYTES`], and operations that would nest the document
+/// deeper than [`MAX_NESTING`].
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
+    use json_patch::PatchOperation;
+
     let ops: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| PatchError::Malformed(format!("invalid JSON patch: {e}")))?;
+    if ops.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::Malformed(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            ops.0.len()
+        )));
+    }
     let mut doc = target.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| PatchError::Failed(e.to_string()))?;
+    let mut copied = 0usize;
+    for (i, op) in ops.0.iter().enumerate() {
+        // The value the operation puts at its path, to meter before it is cloned.
+        let placed = match op {
+            PatchOperation::Add(o) => Some(&o.value),
+            PatchOperation::Replace(o) => Some(&o.value),
+            PatchOperation::Move(o) => doc.pointer(o.from.as_str()),
+            PatchOperation::Copy(o) => doc.pointer(o.from.as_str()),
+            PatchOperation::Remove(_) | PatchOperation::Test(_) => None,
+        };
+        if let Some(value) = placed {
+            if let PatchOperation::Copy(_) = op {
+                copied = copied.saturating_add(json_len(value));
+                if copied > MAX_JSON_PATCH_COPY_BYTES {
+                    return Err(PatchError::Failed(format!(
+                        "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                    )));
+                }
+            }
+            if op.path().count().saturating_add(nesting(value)) > MAX_NESTING {
+                return Err(PatchError::Failed(format!(
+                    "operation '/{i}' failed at path '{}': the result would nest deeper than {MAX_NESTING} levels",
+                    op.path()
+                )));
+            }
+        }
+        // One operation at a time, so the checks above see the document it applies to;
+        // the copy is thrown away on failure, so nothing needs undoing.
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|mut e| {
+            e.operation = i;
+            PatchError::Failed(e.to_string())
+        })?;
+    }
     Ok(doc)
+}
+
+/// Levels of arrays and objects in `v`: 0 for a scalar, 1 for `[]` or `{"a": 1}`.
+/// Only called on values already within [`MAX_NESTING`], so the recursion is bounded.
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(m) => 1 + m.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The length of `v` written as compact JSON, without writing it anywhere.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, v).expect("a JSON value always serializes");
+    count.0
 }
 
 /// Applies an RFC 7386 JSON merge patch.
@@ -178,6 +267,64 @@ mod tests {
         assert!(matches!(json_patch(&target, &json!([{"op": "remove", "path": "/spec/missing"}])), Err(PatchError::Failed(_))));
         assert!(matches!(json_patch(&target, &json!({"op": "remove"})), Err(PatchError::Malformed(_))));
         assert!(matches!(json_patch(&target, &json!([{"op": "frobnicate", "path": "/"}])), Err(PatchError::Malformed(_))));
+    }
+
+    #[test]
+    fn json_patch_errors_name_the_failing_operation() {
+        let target = json!({"spec": {"replicas": 1}});
+        let patch = json!([{"op": "test", "path": "/spec/replicas", "value": 1}, {"op": "remove", "path": "/spec/missing"}]);
+        let Err(PatchError::Failed(msg)) = json_patch(&target, &patch) else { panic!("the remove must fail") };
+        assert!(msg.starts_with("operation '/1' failed at path '/spec/missing'"), "{msg}");
+    }
+
+    #[test]
+    fn json_patch_with_too_many_operations_is_refused() {
+        let ops: Vec<Value> = (0..=MAX_JSON_PATCH_OPERATIONS).map(|_| json!({"op": "add", "path": "/a/0", "value": 0})).collect();
+        assert_eq!(
+            json_patch(&json!({"a": []}), &Value::Array(ops)),
+            Err(PatchError::Malformed("The allowed maximum operations in a JSON patch is 10000, got 10001".into()))
+        );
+    }
+
+    #[test]
+    fn doubling_copies_stop_at_the_copy_limit() {
+        // Each self-copy doubles the document: thirty in 1.5 kB would ask for 2^30
+        // elements. Twenty pass the limit and stay affordable should this regress.
+        let ops: Vec<Value> = (0..20).map(|_| json!({"op": "copy", "from": "/a", "path": "/a/0"})).collect();
+        let started = std::time::Instant::now();
+        let Err(PatchError::Failed(msg)) = json_patch(&json!({"a": [1, 2, 3, 4, 5, 6, 7, 8]}), &Value::Array(ops)) else {
+            panic!("the copies must be refused")
+        };
+        assert!(msg.starts_with("Unable to complete the copy, the accumulated size increase of copy is "), "{msg}");
+        assert!(msg.ends_with("exceeding the limit 3145728"), "{msg}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Small copies still work.
+        let ok = json_patch(&json!({"a": [1]}), &json!([{"op": "copy", "from": "/a", "path": "/b"}])).unwrap();
+        assert_eq!(ok, json!({"a": [1], "b": [1]}));
+    }
+
+    #[test]
+    fn deeply_nested_results_of_a_json_patch_are_refused() {
+        // Each add nests a 100-level value under the previous one: 500 levels from
+        // a body whose own nesting is 102.
+        let level = |n: usize| (0..n).fold(json!(1), |v, _| json!({ "a": v }));
+        let mut ops = Vec::new();
+        for i in 0..5 {
+            ops.push(json!({"op": "add", "path": format!("/x{}", "/a".repeat(100 * i)), "value": level(100)}));
+        }
+        let Err(PatchError::Failed(msg)) = json_patch(&json!({}), &Value::Array(ops.clone())) else { panic!("must be refused") };
+        assert!(msg.starts_with("operation '/1' failed at path '/x/a/a"), "{msg}");
+        assert!(msg.ends_with("the result would nest deeper than 127 levels"), "{msg}");
+        // Copies and moves count the nesting of what they place.
+        let copy = json!([{"op": "add", "path": "/x", "value": level(100)}, {"op": "copy", "from": "/x", "path": "/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y/y"}]);
+        assert!(json_patch(&json!({"y": level(40)}), &copy).is_err());
+        // A document right at the limit is still accepted, and round-trips through the decoder.
+        let at_limit = json_patch(&json!({}), &json!([{"op": "add", "path": "/x", "value": level(MAX_NESTING - 1)}])).unwrap();
+        assert_eq!(nesting(&at_limit), MAX_NESTING);
+        let text = serde_json::to_string(&at_limit).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), at_limit);
+        let deeper = format!("[{text}]");
+        assert!(serde_json::from_str::<Value>(&deeper).is_err(), "MAX_NESTING must match the decoder's limit");
     }
 
     #[test]

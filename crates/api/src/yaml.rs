@@ -9,11 +9,17 @@
 //! such documents with `document contains excessive aliasing`; Skiff does the same
 //! once the expanded document outgrows what a body of that size could hold without
 //! aliases.
+//!
+//! The same pass holds the nesting to [`MAX_NESTING`], which is what the JSON decoder
+//! accepts: `serde_yaml` allows one level more, and an object that deep could be stored
+//! but never read back.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+
+use crate::patch::MAX_NESTING;
 
 /// Expansion every body may use whatever its size, so ordinary anchors and merge
 /// keys in hand-written manifests always decode.
@@ -28,24 +34,29 @@ pub enum YamlError {
     /// Aliases expand the document far beyond its own size.
     #[error("document contains excessive aliasing")]
     ExcessiveAliasing,
+    /// Arrays and objects nest deeper than [`MAX_NESTING`] levels.
+    #[error("recursion limit exceeded")]
+    TooDeep,
 }
 
 /// Decodes the single YAML document in `raw`, as `serde_yaml::from_slice` does,
-/// unless its aliases expand it past [`expansion_budget`].
+/// unless its aliases expand it past [`expansion_budget`] or it nests deeper than
+/// [`MAX_NESTING`].
 pub fn from_slice(raw: &[u8]) -> Result<Value, YamlError> {
     check_expansion(raw)?;
     Ok(serde_yaml::from_slice(raw)?)
 }
 
 /// Fails with [`YamlError::ExcessiveAliasing`] if the first document of `raw`, with its
-/// aliases expanded, costs more than [`expansion_budget`]. Anything else that is wrong
-/// with the document is left for the decoder to report, in its own words.
+/// aliases expanded, costs more than [`expansion_budget`], and with
+/// [`YamlError::TooDeep`] if it nests deeper than [`MAX_NESTING`]. Anything else that
+/// is wrong with the document is left for the decoder to report, in its own words.
 pub fn check_expansion(raw: &[u8]) -> Result<(), YamlError> {
     let mut remaining = expansion_budget(raw.len());
-    let mut exceeded = false;
-    let measured = Measure { remaining: &mut remaining, exceeded: &mut exceeded }.deserialize(serde_yaml::Deserializer::from_slice(raw));
-    match measured {
-        Err(_) if exceeded => Err(YamlError::ExcessiveAliasing),
+    let mut stop = None;
+    let measure = Measure { remaining: &mut remaining, stop: &mut stop, depth: 0 };
+    match (measure.deserialize(serde_yaml::Deserializer::from_slice(raw)), stop) {
+        (Err(_), Some(why)) => Err(why),
         _ => Ok(()),
     }
 }
@@ -59,10 +70,13 @@ pub fn expansion_budget(len: usize) -> usize {
 }
 
 /// Visits a document without building it, spending the budget on every node and
-/// scalar byte, and stops at the first node it cannot pay for.
+/// scalar byte, and stops at the first node it cannot pay for or that nests too deep.
 struct Measure<'a> {
     remaining: &'a mut usize,
-    exceeded: &'a mut bool,
+    /// Why the visit stopped, when it was this check and not the decoder that stopped it.
+    stop: &'a mut Option<YamlError>,
+    /// Arrays and objects around the node being visited.
+    depth: usize,
 }
 
 impl Measure<'_> {
@@ -73,14 +87,25 @@ impl Measure<'_> {
                 Ok(())
             }
             None => {
-                *self.exceeded = true;
+                *self.stop = Some(YamlError::ExcessiveAliasing);
                 Err(E::custom("document contains excessive aliasing"))
             }
         }
     }
 
-    fn reborrow(&mut self) -> Measure<'_> {
-        Measure { remaining: self.remaining, exceeded: self.exceeded }
+    /// Pays for an array or object and checks that it does not nest too deep.
+    fn enter<E: de::Error>(&mut self) -> Result<(), E> {
+        self.spend(0)?;
+        if self.depth >= MAX_NESTING {
+            *self.stop = Some(YamlError::TooDeep);
+            return Err(E::custom("recursion limit exceeded"));
+        }
+        Ok(())
+    }
+
+    /// The visitor for a member of the array or object being visited.
+    fn child(&mut self) -> Measure<'_> {
+        Measure { remaining: self.remaining, stop: self.stop, depth: self.depth + 1 }
     }
 }
 
@@ -139,15 +164,15 @@ impl<'de> Visitor<'de> for Measure<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        self.spend(0)?;
-        while seq.next_element_seed(self.reborrow())?.is_some() {}
+        self.enter()?;
+        while seq.next_element_seed(self.child())?.is_some() {}
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        self.spend(0)?;
-        while map.next_key_seed(self.reborrow())?.is_some() {
-            map.next_value_seed(self.reborrow())?;
+        self.enter()?;
+        while map.next_key_seed(self.child())?.is_some() {
+            map.next_value_seed(self.child())?;
         }
         Ok(())
     }
@@ -208,6 +233,18 @@ mod tests {
         // Short escapes that decode to longer UTF-8 are the densest alias-free input.
         let escapes = format!("\"{}\"", "\\L".repeat(200_000));
         assert_eq!(from_slice(escapes.as_bytes()).unwrap().as_str().map(str::len), Some(600_000));
+    }
+
+    #[test]
+    fn yaml_nested_deeper_than_json_allows_is_refused() {
+        // serde_yaml accepts 128 levels, one more than serde_json reads back.
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let at_limit = from_slice(nested(MAX_NESTING).as_bytes()).unwrap();
+        assert!(serde_json::from_str::<Value>(&at_limit.to_string()).is_ok());
+        assert!(matches!(from_slice(nested(MAX_NESTING + 1).as_bytes()), Err(YamlError::TooDeep)));
+        let deep_map = format!("{}1{}", "{a: ".repeat(MAX_NESTING + 1), "}".repeat(MAX_NESTING + 1));
+        assert!(matches!(from_slice(deep_map.as_bytes()), Err(YamlError::TooDeep)));
+        assert!(serde_yaml::from_slice::<Value>(nested(MAX_NESTING + 1).as_bytes()).is_ok(), "serde_yaml alone lets it through");
     }
 
     #[test]

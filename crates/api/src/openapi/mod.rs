@@ -96,8 +96,9 @@ pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
 ///
 /// `serde_yaml` decoding into `serde_json::Value` keeps the last of duplicate keys
 /// without complaint (only its own `Mapping` type rejects them), so a YAML body needs
-/// this scan just like a JSON one does. A document whose aliases expand it too far
-/// (see [`crate::yaml`]) yields nothing, as it does not decode either.
+/// this scan just like a JSON one does. A document whose aliases expand it too far,
+/// or that nests too deep (see [`crate::yaml`]), yields nothing: it does not decode
+/// either.
 pub fn duplicate_fields_yaml(raw: &[u8]) -> Vec<String> {
     if crate::yaml::check_expansion(raw).is_err() {
         return Vec::new();

@@ -10,13 +10,16 @@
 //! when it would change a value that another manager owns (unless forced, which takes
 //! the field away from them).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-use super::fieldpath::{compare_values, path_string, values_equal, Path, PathElement, Set};
+use super::fieldpath::{
+    check_fields_v1, compare_values, fields_v1_intersects, fields_v1_is_empty, fields_v1_subtract, path_string, values_equal, FieldsV1, Path, PathElement, Set,
+};
 use super::meta::ListType;
 use super::typed::{Shape, Ty};
 use super::{ApplyError, Conflict, PatchError};
@@ -67,43 +70,111 @@ impl ManagerId {
     }
 }
 
+/// What one manager owns, and since when.
 #[derive(Debug, Clone)]
-struct Entry {
-    set: Set,
+struct Entry<'a> {
+    fields: Fields<'a>,
     api_version: String,
     time: Option<String>,
 }
 
-type Managers = BTreeMap<ManagerId, Entry>;
+/// The fields of a manager. Reading `fieldsV1` into a [`Set`] costs as much as the
+/// rest of a write, and a write leaves most managers alone; so a `fieldsV1` that is
+/// already in the form [`Set::to_fields_v1`] writes is kept as it was read, and only
+/// parsed when a write takes fields from it.
+#[derive(Debug, Clone)]
+enum Fields<'a> {
+    Set(Set),
+    /// Valid `fieldsV1` in the form [`Set::to_fields_v1`] writes.
+    Json(Cow<'a, Value>),
+}
 
-/// Reads `managedFields`; `None` if it is not valid (upstream then ignores it).
-fn decode(managed_fields: Option<&Value>) -> Option<Managers> {
+impl Entry<'_> {
+    fn new(set: Set, api_version: String, time: Option<String>) -> Self {
+        Entry { fields: Fields::Set(set), api_version, time }
+    }
+
+    /// The set, parsed first if need be.
+    fn set(&mut self) -> &mut Set {
+        if let Fields::Json(v) = &self.fields {
+            self.fields = Fields::Set(Set::from_fields_v1(v).unwrap_or_default());
+        }
+        match &mut self.fields {
+            Fields::Set(set) => set,
+            Fields::Json(_) => unreachable!("parsed above"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.fields {
+            Fields::Set(set) => set.is_empty(),
+            Fields::Json(v) => fields_v1_is_empty(v),
+        }
+    }
+
+    /// Whether the entry may own some of `paths`; `false` means it does not.
+    fn may_own(&self, paths: &Set) -> bool {
+        match &self.fields {
+            Fields::Set(set) => set.intersects(paths),
+            Fields::Json(v) => fields_v1_intersects(paths, v),
+        }
+    }
+
+    /// Gives up `paths` (exact paths, as [`Set::subtract`]).
+    fn give_up(&mut self, paths: &Set) {
+        if paths.is_empty() || !self.may_own(paths) {
+            return;
+        }
+        match &mut self.fields {
+            Fields::Set(set) => set.subtract(paths),
+            Fields::Json(v) => fields_v1_subtract(v.to_mut(), paths),
+        }
+    }
+}
+
+type Managers<'a> = BTreeMap<ManagerId, Entry<'a>>;
+
+/// Reads `managedFields`; `None` if it is not valid (upstream then ignores it). An
+/// owned list gives its `fieldsV1` away; a borrowed one lends them.
+fn decode(managed_fields: Option<Cow<'_, Value>>) -> Option<Managers<'_>> {
     let mut out = Managers::new();
     let Some(list) = managed_fields.filter(|v| !v.is_null()) else { return Some(out) };
-    for e in list.as_array()? {
+    let list: Vec<Cow<'_, Value>> = match list {
+        Cow::Borrowed(v) => v.as_array()?.iter().map(Cow::Borrowed).collect(),
+        Cow::Owned(Value::Array(a)) => a.into_iter().map(Cow::Owned).collect(),
+        Cow::Owned(_) => return None,
+    };
+    for e in list {
         let operation = match e.get("operation")?.as_str()? {
             "Apply" => Operation::Apply,
             "Update" => Operation::Update,
             _ => return None,
         };
-        let api_version = e.get("apiVersion")?.as_str().filter(|s| !s.is_empty())?;
+        let api_version = e.get("apiVersion")?.as_str().filter(|s| !s.is_empty())?.to_string();
         if e.get("fieldsType")?.as_str()? != "FieldsV1" {
             return None;
         }
-        let set = match e.get("fieldsV1") {
-            None | Some(Value::Null) => Set::new(),
-            Some(f) => Set::from_fields_v1(f)?,
-        };
         let manager = e.get("manager").and_then(Value::as_str).unwrap_or("");
         let subresource = e.get("subresource").and_then(Value::as_str).unwrap_or("");
         let id = ManagerId {
             manager: manager.into(),
             operation,
-            api_version: if operation == Operation::Apply { String::new() } else { api_version.into() },
+            api_version: if operation == Operation::Apply { String::new() } else { api_version.clone() },
             subresource: subresource.into(),
         };
         let time = e.get("time").and_then(Value::as_str).map(String::from);
-        out.insert(id, Entry { set, api_version: api_version.into(), time });
+        let fields = match e.get("fieldsV1") {
+            None | Some(Value::Null) => Fields::Set(Set::new()),
+            Some(f) => match check_fields_v1(f) {
+                FieldsV1::Invalid => return None,
+                FieldsV1::Valid => Fields::Set(Set::from_fields_v1(f)?),
+                FieldsV1::Canonical => Fields::Json(match e {
+                    Cow::Borrowed(e) => Cow::Borrowed(&e["fieldsV1"]),
+                    Cow::Owned(mut e) => Cow::Owned(e.get_mut("fieldsV1").map(Value::take).unwrap_or_default()),
+                }),
+            },
+        };
+        out.insert(id, Entry { fields, api_version, time });
     }
     Some(out)
 }
@@ -111,11 +182,11 @@ fn decode(managed_fields: Option<&Value>) -> Option<Managers> {
 /// Writes `managedFields` in upstream's order: applies first, then by time, manager,
 /// apiVersion and subresource. Entries that `previous` already holds word for word
 /// are taken from it rather than written again: most writes leave most entries alone.
-fn encode(managers: &Managers, mut previous: Previous<'_>) -> Option<Value> {
+fn encode(managers: Managers<'_>, mut previous: Previous<'_>) -> Option<Value> {
     if managers.is_empty() {
         return None;
     }
-    let mut entries: Vec<(i64, &ManagerId, &Entry)> = managers.iter().map(|(id, e)| (seconds(e.time.as_deref()), id, e)).collect();
+    let mut entries: Vec<(i64, ManagerId, Entry<'_>)> = managers.into_iter().map(|(id, e)| (seconds(e.time.as_deref()), id, e)).collect();
     entries.sort_by(|(ta, a, ea), (tb, b, eb)| {
         a.operation
             .cmp(&b.operation)
@@ -128,9 +199,13 @@ fn encode(managers: &Managers, mut previous: Previous<'_>) -> Option<Value> {
         .into_iter()
         .enumerate()
         .map(|(i, (_, id, e))| {
-            if let Some(v) = previous.take(i, id, e) {
-                return v;
-            }
+            let fields_v1 = match e.fields {
+                Fields::Json(v) => v.into_owned(),
+                Fields::Set(ref set) => match previous.take(i, &id, &e.api_version, e.time.as_deref(), set) {
+                    Some(entry) => return entry,
+                    None => set.to_fields_v1(),
+                },
+            };
             let mut m = Map::with_capacity(7);
             m.insert("manager".into(), json!(id.manager));
             m.insert("operation".into(), json!(id.operation.as_str()));
@@ -139,7 +214,7 @@ fn encode(managers: &Managers, mut previous: Previous<'_>) -> Option<Value> {
                 m.insert("time".into(), json!(t));
             }
             m.insert("fieldsType".into(), json!("FieldsV1"));
-            m.insert("fieldsV1".into(), e.set.to_fields_v1());
+            m.insert("fieldsV1".into(), fields_v1);
             if !id.subresource.is_empty() {
                 m.insert("subresource".into(), json!(id.subresource));
             }
@@ -149,49 +224,38 @@ fn encode(managers: &Managers, mut previous: Previous<'_>) -> Option<Value> {
     Some(Value::Array(list))
 }
 
-/// The entries of the managedFields lists an object had before a write, which
-/// [`encode`] may take again: the list the write sent (owned, so taken without a
-/// copy) and the live object's.
-#[derive(Default)]
+/// The entries of the live object's managedFields, which [`encode`] may copy rather
+/// than write again.
 struct Previous<'a> {
-    sent: Vec<Value>,
     live: &'a [Value],
 }
 
 impl<'a> Previous<'a> {
-    fn new(sent: Option<Value>, live: Option<&'a Value>) -> Previous<'a> {
-        let sent = match sent {
-            Some(Value::Array(a)) => a,
-            _ => Vec::new(),
-        };
-        Previous { sent, live: live.and_then(Value::as_array).map_or(&[], Vec::as_slice) }
+    fn new(live: Option<&'a Value>) -> Previous<'a> {
+        Previous { live: live.and_then(Value::as_array).map_or(&[], Vec::as_slice) }
     }
 
-    /// An entry that says exactly what [`encode`] would write for `id` at position `i`.
-    fn take(&mut self, i: usize, id: &ManagerId, e: &Entry) -> Option<Value> {
-        let sent = (i..self.sent.len()).chain(0..i.min(self.sent.len())).find(|&j| entry_matches(&self.sent[j], id, e));
-        if let Some(j) = sent {
-            return Some(std::mem::take(&mut self.sent[j]));
-        }
-        let live = (i..self.live.len()).chain(0..i.min(self.live.len())).find(|&j| entry_matches(&self.live[j], id, e));
-        live.map(|j| self.live[j].clone())
+    /// An entry that says exactly what [`encode`] would write at position `i`.
+    fn take(&mut self, i: usize, id: &ManagerId, api_version: &str, time: Option<&str>, set: &Set) -> Option<Value> {
+        let n = self.live.len();
+        (i..n).chain(0..i.min(n)).find(|&j| entry_matches(&self.live[j], id, api_version, time, set)).map(|j| self.live[j].clone())
     }
 }
 
-/// Whether `v` is the managedFields entry that [`encode`] writes for `id` and `e`.
-fn entry_matches(v: &Value, id: &ManagerId, e: &Entry) -> bool {
+/// Whether `v` is the managedFields entry that [`encode`] writes for these.
+fn entry_matches(v: &Value, id: &ManagerId, api_version: &str, time: Option<&str>, set: &Set) -> bool {
     let Some(m) = v.as_object() else { return false };
-    if m.len() != 5 + usize::from(e.time.is_some()) + usize::from(!id.subresource.is_empty()) {
+    if m.len() != 5 + usize::from(time.is_some()) + usize::from(!id.subresource.is_empty()) {
         return false;
     }
     let mut fields = m.iter();
     let mut next = |key: &str| fields.next().filter(|(k, _)| k.as_str() == key).map(|(_, v)| v);
     next("manager").and_then(Value::as_str) == Some(id.manager.as_str())
         && next("operation").and_then(Value::as_str) == Some(id.operation.as_str())
-        && next("apiVersion").and_then(Value::as_str) == Some(e.api_version.as_str())
-        && e.time.as_ref().is_none_or(|t| next("time").and_then(Value::as_str) == Some(t.as_str()))
+        && next("apiVersion").and_then(Value::as_str) == Some(api_version)
+        && time.is_none_or(|t| next("time").and_then(Value::as_str) == Some(t))
         && next("fieldsType").and_then(Value::as_str) == Some("FieldsV1")
-        && next("fieldsV1").is_some_and(|f| e.set.matches_fields_v1(f))
+        && next("fieldsV1").is_some_and(|f| set.matches_fields_v1(f))
         && (id.subresource.is_empty() || next("subresource").and_then(Value::as_str) == Some(id.subresource.as_str()))
 }
 
@@ -200,7 +264,7 @@ fn seconds(t: Option<&str>) -> i64 {
 }
 
 /// How upstream names a manager in conflict messages.
-fn describe(id: &ManagerId, entry: &Entry) -> String {
+fn describe(id: &ManagerId, entry: &Entry<'_>) -> String {
     let mut s = format!("{:?}", id.manager);
     if !id.subresource.is_empty() {
         s = format!("{s} with subresource {:?}", id.subresource);
@@ -215,11 +279,11 @@ fn describe(id: &ManagerId, entry: &Entry) -> String {
 }
 
 /// Merges the oldest `Update` entries into `ancient-changes` when there are too many.
-fn cap_update_managers(managers: &mut Managers) {
-    let mut updaters: Vec<ManagerId> = managers.keys().filter(|id| id.operation == Operation::Update).cloned().collect();
-    if updaters.len() <= MAX_UPDATE_MANAGERS {
+fn cap_update_managers(managers: &mut Managers<'_>) {
+    if managers.keys().filter(|id| id.operation == Operation::Update).count() <= MAX_UPDATE_MANAGERS {
         return;
     }
+    let mut updaters: Vec<ManagerId> = managers.keys().filter(|id| id.operation == Operation::Update).cloned().collect();
     updaters.sort_by(|a, b| {
         seconds(managers[a].time.as_deref()).cmp(&seconds(managers[b].time.as_deref())).then_with(|| a.manager.cmp(&b.manager))
     });
@@ -238,8 +302,10 @@ fn cap_update_managers(managers: &mut Managers) {
                         managers.insert(bucket.clone(), e);
                     }
                 }
+                let mut entry = entry;
                 let b = managers.get_mut(&bucket).expect("bucket");
-                b.set = entry.set.union(&b.set);
+                let merged = entry.set().union(b.set());
+                *b.set() = merged;
                 b.time = entry.time.clone();
                 managers.remove(&id);
                 count -= 1;
@@ -917,7 +983,7 @@ fn remove_set(ty: Ty, value: &Value, set: &Set) -> Value {
 
 /// Drops the fields the applier owned last time and no longer applies, unless some
 /// manager (the applier's new configuration included) still owns them.
-fn prune(ty: Ty, merged: &Value, managers: &Managers, last: &Set) -> Result<Value, String> {
+fn prune(ty: Ty, merged: &Value, managers: &mut Managers<'_>, last: &Set) -> Result<Value, String> {
     if last.is_empty() {
         return Ok(merged.clone());
     }
@@ -927,7 +993,10 @@ fn prune(ty: Ty, merged: &Value, managers: &Managers, last: &Set) -> Result<Valu
     // Remove everything applied last time...
     let pruned = remove_set(ty, merged, &last);
     // ...add back what someone owns...
-    let owned = managers.values().fold(Set::new(), |acc, e| acc.union(&e.set));
+    let owned = managers.values_mut().fold(Set::new(), |mut acc, e| {
+        acc.union_with(e.set());
+        acc
+    });
     let pruned_set = named(&to_field_set(ty, &pruned)?);
     let pruned = remove_set(ty, merged, &merged_set.difference(&pruned_set.union(&named(&owned))));
     // ...and only remove what the applier itself had.
@@ -937,16 +1006,17 @@ fn prune(ty: Ty, merged: &Value, managers: &Managers, last: &Set) -> Result<Valu
 
 /// Upstream's `Updater.update`: other managers lose what changed (conflicts, unless
 /// `force`) and what was removed. Returns the conflicts when not forced.
-fn take_ownership(managers: &mut Managers, cmp: &Comparison, except: &ManagerId, force: bool) -> Result<(), Vec<(ManagerId, Entry, Path)>> {
+fn take_ownership(managers: &mut Managers<'_>, cmp: &Comparison, except: &ManagerId, force: bool) -> Result<(), Vec<Conflict>> {
     let changed = cmp.changed();
     if !force {
         let mut conflicts = Vec::new();
-        for (id, entry) in managers.iter() {
-            if id == except || !entry.set.intersects(&changed) {
+        for (id, entry) in managers.iter_mut() {
+            if id == except || !entry.may_own(&changed) {
                 continue;
             }
-            for p in entry.set.intersection(&changed).paths() {
-                conflicts.push((id.clone(), entry.clone(), p));
+            let description = describe(id, entry);
+            for p in entry.set().intersection(&changed).paths() {
+                conflicts.push(Conflict { manager: id.manager.clone(), field: path_string(&p), description: description.clone() });
             }
         }
         if !conflicts.is_empty() {
@@ -959,21 +1029,21 @@ fn take_ownership(managers: &mut Managers, cmp: &Comparison, except: &ManagerId,
 
 /// Takes `changed` and `removed` from every manager but `except`, dropping the ones
 /// left with nothing.
-fn give_up(managers: &mut Managers, changed: &Set, removed: &Set, except: &ManagerId) {
+fn give_up(managers: &mut Managers<'_>, changed: &Set, removed: &Set, except: &ManagerId) {
     for (id, entry) in managers.iter_mut() {
         if id == except {
             continue;
         }
-        entry.set.subtract(changed);
-        entry.set.subtract(removed);
+        entry.give_up(changed);
+        entry.give_up(removed);
     }
-    managers.retain(|_, e| !e.set.is_empty());
+    managers.retain(|_, e| !e.is_empty());
 }
 
 /// An ordinary write by `id` from `old` to `new`: the managedFields updater +
 /// stripMeta + Updater.Update chain upstream. `id` is an `Update` identity, whose
 /// apiVersion is the one recorded.
-fn update(ty: Ty, old: &Value, new: &Value, managers: &mut Managers, id: &ManagerId, reset: &[Path], now: &str) {
+fn update(ty: Ty, old: &Value, new: &Value, managers: &mut Managers<'_>, id: &ManagerId, reset: &[Path], now: &str) {
     let cmp = compare(ty, old, new).without(reset);
     let mut mine = cmp.changed();
     give_up(managers, &mine, &cmp.removed, id);
@@ -982,18 +1052,18 @@ fn update(ty: Ty, old: &Value, new: &Value, managers: &mut Managers, id: &Manage
     if mine.is_empty() {
         // Nothing new is owned: the entry (if any) stays as the write left it.
         if let Some(mut p) = previous {
-            p.set.subtract(&cmp.removed);
-            if !p.set.is_empty() {
+            p.give_up(&cmp.removed);
+            if !p.is_empty() {
                 managers.insert(id.clone(), p);
             }
         }
         return;
     }
     if let Some(mut p) = previous {
-        p.set.subtract(&cmp.removed);
-        mine.union_with(&p.set);
+        p.give_up(&cmp.removed);
+        mine.union_with(p.set());
     }
-    managers.insert(id.clone(), Entry { set: mine, api_version: id.api_version.clone(), time: Some(now.into()) });
+    managers.insert(id.clone(), Entry::new(mine, id.api_version.clone(), Some(now.into())));
 }
 
 fn api_version_of(v: &Value) -> &str {
@@ -1015,7 +1085,7 @@ fn without_managed_fields(v: &Value) -> Value {
     v
 }
 
-fn set_managed_fields(v: &mut Value, managers: &Managers, previous: Previous<'_>) {
+fn set_managed_fields(v: &mut Value, managers: Managers<'_>, previous: Previous<'_>) {
     match encode(managers, previous) {
         Some(list) => {
             crate::meta::metadata_mut(v).insert("managedFields".into(), list);
@@ -1038,15 +1108,15 @@ pub(crate) fn record_update(definition: &str, old: Option<&Value>, new: &mut Val
     let ty = Ty::root(definition);
     // From here on `new` is the body, without managedFields.
     let sent = take_managed_fields(new);
-    let live_managers = || old.and_then(|o| decode(managed_fields(o))).unwrap_or_default();
+    let live_managers = || old.and_then(|o| decode(managed_fields(o).map(Cow::Borrowed))).unwrap_or_default();
     // A subresource write cannot touch managedFields; a main write may set them (an
     // explicit empty list resets them), and otherwise keeps the live ones.
     let mut managers = if !subresource.is_empty() {
         live_managers()
     } else {
-        match sent.as_ref() {
+        match sent {
             Some(Value::Array(a)) if a.is_empty() || (a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty)) => Managers::new(),
-            mf @ Some(_) => match decode(mf) {
+            Some(mf) => match decode(Some(Cow::Owned(mf))) {
                 Some(m) if !m.is_empty() => m,
                 _ => live_managers(),
             },
@@ -1067,7 +1137,7 @@ pub(crate) fn record_update(definition: &str, old: Option<&Value>, new: &mut Val
     let reset = reset_fields(definition, subresource, new);
     update(ty, old.unwrap_or(empty_object()), new, &mut managers, &id, &reset, now);
     cap_update_managers(&mut managers);
-    set_managed_fields(new, &managers, Previous::new(sent, old.and_then(managed_fields)));
+    set_managed_fields(new, managers, Previous::new(old.and_then(managed_fields)));
 }
 
 pub(crate) fn server_side_apply(
@@ -1091,7 +1161,7 @@ pub(crate) fn server_side_apply(
         v => v,
     }
     .to_string();
-    let mut managers = live.and_then(|l| decode(managed_fields(l))).unwrap_or_default();
+    let mut managers = live.and_then(|l| decode(managed_fields(l).map(Cow::Borrowed))).unwrap_or_default();
     let live_body = live.map(without_managed_fields).unwrap_or_else(|| Value::Object(Map::new()));
     let reset = reset_fields(definition, "", applied);
 
@@ -1106,42 +1176,28 @@ pub(crate) fn server_side_apply(
     let id = ManagerId::new(manager, Operation::Apply, &api_version, "");
     let merged = merge(ty, Some(&live_body), Some(applied)).map_err(malformed)?.unwrap_or_else(|| Value::Object(Map::new()));
     let applied_set = without(to_field_set(ty, applied).map_err(malformed)?, &reset);
-    let previous = managers.get(&id).cloned();
-    managers.insert(
-        id.clone(),
-        Entry { set: applied_set, api_version: api_version.clone(), time: previous.as_ref().and_then(|p| p.time.clone()) },
-    );
-    let merged = match &previous {
-        Some(p) => prune(ty, &merged, &managers, &p.set).map_err(malformed)?,
+    let previous = managers.remove(&id);
+    managers.insert(id.clone(), Entry::new(applied_set, api_version.clone(), previous.as_ref().and_then(|p| p.time.clone())));
+    let merged = match previous {
+        Some(mut p) => prune(ty, &merged, &mut managers, p.set()).map_err(malformed)?,
         None => merged,
     };
 
     let cmp = compare(ty, &live_body, &merged).without(&reset);
-    if let Err(conflicts) = take_ownership(&mut managers, &cmp, &id, force) {
-        return Err(ApplyError::Conflicts(
-            conflicts
-                .into_iter()
-                .map(|(other, entry, path)| Conflict {
-                    description: describe(&other, &entry),
-                    manager: other.manager,
-                    field: path_string(&path),
-                })
-                .collect(),
-        ));
-    }
+    take_ownership(&mut managers, &cmp, &id, force).map_err(ApplyError::Conflicts)?;
 
     let changed = !values_equal(&merged, &live_body);
     if let Some(entry) = managers.get_mut(&id) {
-        strip_meta(&mut entry.set);
+        strip_meta(entry.set());
         if changed {
             entry.time = Some(now.into());
         }
-        if entry.set.is_empty() {
+        if entry.is_empty() {
             managers.remove(&id);
         }
     }
     let mut out = if changed || live.is_none() { merged } else { live_body };
-    set_managed_fields(&mut out, &managers, Previous::new(None, live.and_then(managed_fields)));
+    set_managed_fields(&mut out, managers, Previous::new(live.and_then(managed_fields)));
     Ok(out)
 }
 

@@ -100,49 +100,188 @@ impl PathElement {
     }
 }
 
-/// Parses the key of a `k:` element the way it is almost always written, compact with
-/// sorted names and string or integer values (`{"containerPort":80,"protocol":"TCP"}`),
-/// to what `serde_json` would make of it. `None` for anything else, which `serde_json`
-/// then parses: escapes, whitespace, other values, unsorted or repeated names.
+/// Parses the key of a `k:` element the way it is almost always written (see
+/// [`SimpleKey`]) to what `serde_json` would make of it; `None` for anything else,
+/// which `serde_json` then parses.
 fn parse_simple_key(s: &str) -> Option<Vec<(String, Value)>> {
-    /// A string without escapes at the start of `s`, and the rest after it.
-    fn string(s: &str) -> Option<(&str, &str)> {
-        let body = s.strip_prefix('"')?;
-        let end = body.find(|c: char| c == '"' || c == '\\' || c < ' ')?;
-        (body.as_bytes()[end] == b'"').then(|| (&body[..end], &body[end + 1..]))
-    }
-    let mut rest = s.strip_prefix('{')?.strip_suffix('}')?;
-    let mut fields: Vec<(String, Value)> = Vec::with_capacity(2);
-    loop {
-        let (name, after) = string(rest)?;
-        if fields.last().is_some_and(|(last, _)| last.as_str() >= name) {
-            return None;
-        }
-        let after = after.strip_prefix(':')?;
-        let (value, after) = match after.as_bytes().first()? {
+    let key = SimpleKey::read(s)?;
+    Some(key.fields().map(|(name, v)| (name.to_string(), v.to_value())).collect())
+}
+
+// === path elements read in place ===
+
+/// A string without escapes or an integer that fits `i64`: the values that name list
+/// elements almost always, read without copying. Integers sort before strings, as
+/// [`compare_values`] sorts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scalar<'a> {
+    Int(i64),
+    Str(&'a str),
+}
+
+impl<'a> Scalar<'a> {
+    /// Reads a scalar written as `serde_json` writes it from the start of `s`, and
+    /// returns the rest. Escapes, `-0`, floats and integers beyond `i64` are left out.
+    fn read(s: &'a str) -> Option<(Scalar<'a>, &'a str)> {
+        match s.as_bytes().first()? {
             b'"' => {
-                let (v, after) = string(after)?;
-                (Value::String(v.to_string()), after)
+                let body = &s[1..];
+                let end = body.bytes().position(|b| b == b'"' || b == b'\\' || b < b' ')?;
+                (body.as_bytes()[end] == b'"').then(|| (Scalar::Str(&body[..end]), &body[end + 1..]))
             }
             b'-' | b'0'..=b'9' => {
-                let end = after.find(|c: char| !(c == '-' || c.is_ascii_digit())).unwrap_or(after.len());
-                let digits = &after[..end];
+                let end = s.bytes().position(|b| !(b == b'-' || b.is_ascii_digit())).unwrap_or(s.len());
+                let digits = &s[..end];
                 let unsigned = digits.strip_prefix('-').unwrap_or(digits);
                 let leading_zero = unsigned.len() > 1 && unsigned.starts_with('0');
                 // serde_json reads `-0` as a float.
                 if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) || leading_zero || digits == "-0" {
                     return None;
                 }
-                let n = if digits.starts_with('-') { Value::from(digits.parse::<i64>().ok()?) } else { Value::from(digits.parse::<u64>().ok()?) };
-                (n, &after[end..])
+                Some((Scalar::Int(digits.parse().ok()?), &s[end..]))
             }
-            _ => return None,
+            _ => None,
+        }
+    }
+
+    fn to_value(self) -> Value {
+        match self {
+            Scalar::Int(i) => Value::from(i),
+            Scalar::Str(s) => Value::from(s),
+        }
+    }
+
+    /// Whether `v` is the same value, as [`compare_values`] sees it.
+    fn is(self, v: &Value) -> bool {
+        match (self, v) {
+            (Scalar::Int(i), Value::Number(_)) => compare_values(&Value::from(i), v) == Ordering::Equal,
+            (Scalar::Str(s), Value::String(t)) => s == t,
+            _ => false,
+        }
+    }
+}
+
+/// The key of a `k:` element as this module writes it, read without copying: compact
+/// JSON with sorted names and [`Scalar`] values, `{"containerPort":80,"protocol":"TCP"}`.
+/// Written this way, the text is exactly what [`PathElement::write_fields_key`] writes.
+#[derive(Debug, Clone, Copy)]
+struct SimpleKey<'a> {
+    /// The text, checked, without its braces.
+    fields: &'a str,
+}
+
+impl<'a> SimpleKey<'a> {
+    fn read(s: &'a str) -> Option<SimpleKey<'a>> {
+        let fields = s.strip_prefix('{')?.strip_suffix('}')?;
+        let mut rest = fields;
+        let mut last: Option<&str> = None;
+        loop {
+            let (Scalar::Str(name), after) = Scalar::read(rest)? else { return None };
+            if last.is_some_and(|last| last >= name) {
+                return None;
+            }
+            last = Some(name);
+            let (_, after) = Scalar::read(after.strip_prefix(':')?)?;
+            match after.strip_prefix(',') {
+                Some(more) => rest = more,
+                None if after.is_empty() => return Some(SimpleKey { fields }),
+                None => return None,
+            }
+        }
+    }
+
+    /// The names and values, in order.
+    fn fields(self) -> impl Iterator<Item = (&'a str, Scalar<'a>)> {
+        let mut rest = self.fields;
+        std::iter::from_fn(move || {
+            let (Scalar::Str(name), after) = Scalar::read(rest)? else { return None };
+            let (value, after) = Scalar::read(after.strip_prefix(':')?)?;
+            rest = after.strip_prefix(',').unwrap_or("");
+            Some((name, value))
+        })
+    }
+}
+
+/// A `fieldsV1` key read in place where it is written as this module writes it, parsed
+/// otherwise.
+#[derive(Debug, Clone)]
+enum Step<'a> {
+    Field(&'a str),
+    Key(SimpleKey<'a>),
+    Value(Scalar<'a>),
+    Index(usize),
+    Parsed(Box<PathElement>),
+}
+
+impl<'a> Step<'a> {
+    /// Reads `k`, and whether it is written as [`PathElement::write_fields_key`] writes
+    /// it; `None` if it is not a path element.
+    fn read(k: &'a str, key: &mut String) -> Option<(Step<'a>, bool)> {
+        // Kinds are one letter: `f:`, `k:`, `v:`, `i:`.
+        if k.as_bytes().get(1) != Some(&b':') {
+            return None;
+        }
+        let rest = &k[2..];
+        let simple = match k.as_bytes()[0] {
+            b'f' => return Some((Step::Field(rest), true)),
+            b'k' => SimpleKey::read(rest).map(Step::Key),
+            b'v' => Scalar::read(rest).filter(|(_, after)| after.is_empty()).map(|(v, _)| Step::Value(v)),
+            b'i' => (rest == "0" || (!rest.starts_with('0') && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())))
+                .then(|| rest.parse().ok().map(Step::Index))
+                .flatten(),
+            _ => None,
         };
-        fields.push((name.to_string(), value));
-        match after.strip_prefix(',') {
-            Some(more) => rest = more,
-            None if after.is_empty() => return Some(fields),
-            None => return None,
+        if let Some(step) = simple {
+            return Some((step, true));
+        }
+        let pe = PathElement::from_fields_key(k)?;
+        key.clear();
+        pe.write_fields_key(key);
+        let canonical = key == k;
+        Some((Step::Parsed(Box::new(pe)), canonical))
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Step::Field(_) => 0,
+            Step::Key(_) => 1,
+            Step::Value(_) => 2,
+            Step::Index(_) => 3,
+            Step::Parsed(pe) => pe.rank(),
+        }
+    }
+
+    fn to_pe(&self) -> PathElement {
+        match self {
+            Step::Field(f) => PathElement::Field((*f).to_string()),
+            Step::Key(k) => PathElement::Key(k.fields().map(|(n, v)| (n.to_string(), v.to_value())).collect()),
+            Step::Value(v) => PathElement::Value(v.to_value()),
+            Step::Index(i) => PathElement::Index(*i),
+            Step::Parsed(pe) => (**pe).clone(),
+        }
+    }
+
+    /// The order of the path elements, as [`PathElement`] orders them.
+    fn cmp(&self, other: &Step<'_>) -> Ordering {
+        match (self, other) {
+            (Step::Field(a), Step::Field(b)) => a.cmp(b),
+            (Step::Key(a), Step::Key(b)) => a.fields().cmp(b.fields()),
+            (Step::Value(a), Step::Value(b)) => a.cmp(b),
+            (Step::Index(a), Step::Index(b)) => a.cmp(b),
+            _ if self.rank() != other.rank() => self.rank().cmp(&other.rank()),
+            _ => self.to_pe().cmp(&other.to_pe()),
+        }
+    }
+
+    /// Whether this names `pe`.
+    fn is(&self, pe: &PathElement) -> bool {
+        match (self, pe) {
+            (Step::Field(a), PathElement::Field(b)) => *a == b,
+            (Step::Key(a), PathElement::Key(b)) => a.fields().count() == b.len() && a.fields().zip(b).all(|((n, v), (m, w))| n == m && v.is(w)),
+            (Step::Value(a), PathElement::Value(b)) => a.is(b),
+            (Step::Index(a), PathElement::Index(b)) => a == b,
+            (Step::Parsed(a), b) => **a == *b,
+            _ => false,
         }
     }
 }
@@ -612,6 +751,137 @@ impl Set {
     }
 }
 
+// === fieldsV1 as it is ===
+
+/// What [`check_fields_v1`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldsV1 {
+    /// [`Set::from_fields_v1`] would fail.
+    Invalid,
+    /// Valid, but not what [`Set::to_fields_v1`] of its set writes.
+    Valid,
+    /// Exactly what [`Set::to_fields_v1`] of its set writes, keys in the same order.
+    Canonical,
+}
+
+/// Checks `fieldsV1` JSON without building its set: whether it parses, and whether it
+/// is already in the form this module writes. Sets written by us always are, so a
+/// manager whose fields a write leaves alone can keep its JSON as it is.
+pub(crate) fn check_fields_v1(v: &Value) -> FieldsV1 {
+    let Some(map) = v.as_object() else { return FieldsV1::Invalid };
+    let mut canonical = true;
+    if !check_level(map, false, &mut canonical, &mut String::new()) {
+        return FieldsV1::Invalid;
+    }
+    if canonical {
+        FieldsV1::Canonical
+    } else {
+        FieldsV1::Valid
+    }
+}
+
+/// Checks one level; `marked` when the level may start with the `"."` marker of its
+/// parent (it is below a path element).
+fn check_level(map: &Map<String, Value>, marked: bool, canonical: &mut bool, key: &mut String) -> bool {
+    let mut previous: Option<Step<'_>> = None;
+    for (i, (k, inner)) in map.iter().enumerate() {
+        if k == "." {
+            // Only `{}` first below an element that also has children is written.
+            if !(marked && i == 0 && inner.as_object().is_some_and(Map::is_empty) && map.len() > 1) {
+                *canonical = false;
+            }
+            continue;
+        }
+        let Some(inner) = inner.as_object() else { return false };
+        let Some((step, written)) = Step::read(k, key) else { return false };
+        if !written || previous.as_ref().is_some_and(|p| p.cmp(&step) != Ordering::Less) {
+            *canonical = false;
+        }
+        previous = Some(step);
+        if !inner.is_empty() && !check_level(inner, true, canonical, key) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The key of `map` that names `pe`, if any.
+fn find_key<'m>(map: &'m Map<String, Value>, pe: &PathElement, key: &mut String) -> Option<&'m String> {
+    if let PathElement::Field(name) = pe {
+        // `f:` keys name a field one way only.
+        key.clear();
+        key.push_str("f:");
+        key.push_str(name);
+        return map.get_key_value(key.as_str()).map(|(k, _)| k);
+    }
+    // Other keys may spell one element several ways (`v:1`, `v:1.0`).
+    let mut scratch = String::new();
+    map.keys().find(|k| k.as_str() != "." && !k.starts_with("f:") && Step::read(k, &mut scratch).is_some_and(|(step, _)| step.is(pe)))
+}
+
+/// Whether `set` may share a path with the set of the valid `fieldsV1` JSON `v`;
+/// `false` means it certainly does not. It reads only the levels of `v` that `set`
+/// reaches.
+pub(crate) fn fields_v1_intersects(set: &Set, v: &Value) -> bool {
+    v.as_object().is_some_and(|map| intersects_level(set, map, &mut String::new()))
+}
+
+fn intersects_level(set: &Set, map: &Map<String, Value>, key: &mut String) -> bool {
+    set.entries.iter().any(|e| {
+        // Valid JSON may name an element more than once; look at each.
+        let overlaps = |inner: &Value, key: &mut String| {
+            let Some(inner) = inner.as_object() else { return false };
+            let member = inner.is_empty() || inner.contains_key(".");
+            (e.member && member) || (!e.children.is_empty() && intersects_level(&e.children, inner, key))
+        };
+        match &e.pe {
+            PathElement::Field(_) => find_key(map, &e.pe, key).and_then(|k| map.get(k)).is_some_and(|inner| overlaps(inner, key)),
+            pe => {
+                let mut scratch = String::new();
+                map.iter().any(|(k, inner)| {
+                    k != "." && !k.starts_with("f:") && Step::read(k, &mut scratch).is_some_and(|(step, _)| step.is(pe)) && overlaps(inner, key)
+                })
+            }
+        }
+    })
+}
+
+/// Removes the paths of `set` (exact paths, as [`Set::subtract`]) from `fieldsV1` JSON
+/// in the form [`Set::to_fields_v1`] writes, which it stays in: the result is what
+/// parsing, subtracting and writing would give, without doing that.
+pub(crate) fn fields_v1_subtract(v: &mut Value, set: &Set) {
+    if let Some(map) = v.as_object_mut() {
+        subtract_level(map, set, &mut String::new());
+    }
+}
+
+fn subtract_level(map: &mut Map<String, Value>, set: &Set, key: &mut String) {
+    for e in &set.entries {
+        let Some(k) = find_key(map, &e.pe, key).cloned() else { continue };
+        let Some(inner) = map.get_mut(&k).and_then(Value::as_object_mut) else { continue };
+        let member = (inner.is_empty() || inner.contains_key(".")) && !e.member;
+        if !e.children.is_empty() {
+            subtract_level(inner, &e.children, key);
+        }
+        let children = inner.keys().any(|k| k != ".");
+        match (member, children) {
+            (false, false) => {
+                map.shift_remove(&k);
+            }
+            (true, false) => inner.clear(),
+            (false, true) => {
+                inner.shift_remove(".");
+            }
+            (true, true) => {}
+        }
+    }
+}
+
+/// Whether the set of the valid `fieldsV1` JSON `v` is empty.
+pub(crate) fn fields_v1_is_empty(v: &Value) -> bool {
+    v.as_object().is_none_or(|m| m.keys().all(|k| k == "."))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,6 +964,93 @@ mod tests {
             }), slow(s), "{s}");
         }
         assert!(parse_simple_key(r#"{"containerPort":80,"protocol":"TCP"}"#).is_some());
+    }
+
+    /// A small deterministic generator of sets, for checking the in-place `fieldsV1`
+    /// operations against parsing.
+    struct Gen(u64);
+
+    impl Gen {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        fn pe(&mut self) -> PathElement {
+            let names = ["a", "b", "name", "é", "q\"uote", "x y"];
+            let pick = |g: &mut Gen| names[g.below(names.len() as u64) as usize].to_string();
+            match self.below(9) {
+                0..=3 => PathElement::Field(pick(self)),
+                4 => PathElement::Key(vec![(pick(self), json!(self.below(3)))]),
+                5 => PathElement::Key(vec![("name".into(), json!(pick(self))), ("protocol".into(), json!("TCP"))]),
+                6 => PathElement::Key(vec![("port".into(), json!(self.below(2) as f64 + 0.5))]),
+                7 => PathElement::Value([json!(pick(self)), json!(self.below(3)), json!(-1), json!(1.5), json!(true)][self.below(5) as usize].clone()),
+                _ => PathElement::Index(self.below(12) as usize),
+            }
+        }
+
+        fn set(&mut self, depth: u32) -> Set {
+            let mut set = Set::new();
+            for _ in 0..self.below(5) {
+                let mut path = vec![self.pe()];
+                for _ in 0..self.below(u64::from(depth) + 1) {
+                    path.push(self.pe());
+                }
+                set.insert(&path);
+                if self.below(3) == 0 {
+                    set.insert(&path[..1]);
+                }
+            }
+            set
+        }
+    }
+
+    #[test]
+    fn fields_v1_in_place_agrees_with_parsing() {
+        let mut g = Gen(0x2545_f491_4f6c_dd1d);
+        for _ in 0..2000 {
+            let owned = g.set(3);
+            let json = owned.to_fields_v1();
+            assert_eq!(check_fields_v1(&json), FieldsV1::Canonical, "{json}");
+            assert_eq!(fields_v1_is_empty(&json), owned.is_empty());
+            let taken = if g.below(2) == 0 { g.set(3) } else { owned.intersection(&g.set(3)).union(&g.set(1)) };
+            assert_eq!(fields_v1_intersects(&taken, &json), owned.intersects(&taken), "{json} and {}", taken.to_fields_v1());
+            let mut after = json.clone();
+            fields_v1_subtract(&mut after, &taken);
+            let expected = owned.difference(&taken).to_fields_v1();
+            assert_eq!(serde_json::to_string(&after).unwrap(), serde_json::to_string(&expected).unwrap());
+        }
+    }
+
+    #[test]
+    fn fields_v1_not_written_our_way_is_told_apart() {
+        let cases = [
+            (json!({"f:b": {}, "f:a": {}}), FieldsV1::Valid),
+            (json!({"f:a": {".": {}}}), FieldsV1::Valid),
+            (json!({".": {}, "f:a": {}}), FieldsV1::Valid),
+            (json!({"f:a": {"f:b": {}, ".": {}}}), FieldsV1::Valid),
+            (json!({"k:{\"name\": \"x\"}": {}}), FieldsV1::Valid),
+            (json!({"v:1": {}, "v:1.0": {}}), FieldsV1::Valid),
+            (json!({"i:01": {}}), FieldsV1::Valid),
+            (json!({"k:{\"b\":1,\"a\":2}": {}}), FieldsV1::Valid),
+            (json!({"v:2": {}, "k:{\"a\":1}": {}}), FieldsV1::Valid),
+            (json!({"f:a": {"f:b": {}}, "k:{\"a\":1}": {".": {}, "f:c": {}}, "v:\"x\"": {}, "i:3": {}}), FieldsV1::Canonical),
+            (json!({"x:a": {}}), FieldsV1::Invalid),
+            (json!({"f:a": []}), FieldsV1::Invalid),
+            (json!({"k:[1]": {}}), FieldsV1::Invalid),
+            (json!({"f:a": {"i:x": {}}}), FieldsV1::Invalid),
+            (json!([]), FieldsV1::Invalid),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(check_fields_v1(&json), expected, "{json}");
+            assert_eq!(expected == FieldsV1::Invalid, Set::from_fields_v1(&json).is_none(), "{json}");
+            if let Some(set) = Set::from_fields_v1(&json) {
+                let written = serde_json::to_string(&set.to_fields_v1()).unwrap();
+                assert_eq!(written == serde_json::to_string(&json).unwrap(), expected == FieldsV1::Canonical, "{json}");
+            }
+        }
     }
 
     #[test]

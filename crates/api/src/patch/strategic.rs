@@ -11,6 +11,10 @@
 //! - `$setElementOrder/<field>: [...]` gives the order of the merged list.
 //! - `$deleteFromPrimitiveList/<field>: [...]` removes scalars from a merged list.
 
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
+
 use serde_json::{Map, Value};
 
 use super::fieldpath::values_equal;
@@ -180,7 +184,8 @@ fn is_directive_key(k: &str) -> bool {
 fn apply_retain_keys(original: &mut Map<String, Value>, patch: &mut Map<String, Value>) -> Result<(), PatchError> {
     let Some(retain) = patch.remove(RETAIN_KEYS) else { return Ok(()) };
     let Value::Array(retain) = retain else { return Err(malformed(ERR_RETAIN_KEYS_FORMAT)) };
-    let listed = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
+    let retain: HashSet<&str> = retain.iter().filter_map(Value::as_str).collect();
+    let listed = |k: &str| retain.contains(k);
     for (k, v) in patch.iter() {
         if v.is_null() || k.starts_with(DELETE_FROM_PRIMITIVE_LIST) || k.starts_with(SET_ELEMENT_ORDER) {
             continue;
@@ -298,11 +303,14 @@ fn merge_list(original: Vec<Value>, patch: Vec<Value>, ty: Ty, is_delete_list: b
     let key = merge_key(&ty);
     if kind != "object" {
         if is_delete_list {
-            return Ok(original.into_iter().filter(|v| !patch.iter().any(|d| values_equal(v, d))).collect());
+            let deleted = Index::of(patch.iter().map(Some));
+            return Ok(original.into_iter().filter(|v| deleted.find(v, |i| patch.get(i)).is_none()).collect());
         }
         let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
+        let mut seen = Index::default();
         for v in original.iter().chain(&patch) {
-            if !merged.iter().any(|m| values_equal(m, v)) {
+            if seen.find(v, |i| merged.get(i)).is_none() {
+                seen.insert(merged.len(), v);
                 merged.push(v.clone());
             }
         }
@@ -315,9 +323,11 @@ fn merge_list(original: Vec<Value>, patch: Vec<Value>, ty: Ty, is_delete_list: b
     let item_ty = ty.item();
     let (original, patch) = apply_element_directives(original, patch, key)?;
     let mut merged = original.clone();
+    // Merging keeps each element's key, so positions found once stay right.
+    let mut by_key = Index::of(merged.iter().map(|m| m.get(key)));
     for p in &patch {
-        let p_key = key_value(p, key)?.clone();
-        let found = merged.iter().position(|m| m.as_object().and_then(|m| m.get(key)).is_some_and(|v| values_equal(v, &p_key)));
+        let p_key = key_value(p, key)?;
+        let found = by_key.find(p_key, |i| merged.get(i).and_then(|m| m.as_object()).and_then(|m| m.get(key)));
         let p_map = p.as_object().cloned().unwrap_or_default();
         match found {
             Some(i) => {
@@ -331,6 +341,9 @@ fn merge_list(original: Vec<Value>, patch: Vec<Value>, ty: Ty, is_delete_list: b
             None => {
                 // A new element: it has nothing to merge with.
                 if let Some(v) = clean(Value::Object(p_map)) {
+                    if let Some(k) = v.get(key) {
+                        by_key.insert(merged.len(), k);
+                    }
                     merged.push(v);
                 }
             }
@@ -367,20 +380,22 @@ fn element_kind(a: &[Value], b: &[Value]) -> Result<&'static str, PatchError> {
 fn apply_element_directives(mut original: Vec<Value>, patch: Vec<Value>, key: &str) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
     let mut rest = Vec::with_capacity(patch.len());
     let mut replace = false;
+    let mut deleted = Vec::new();
     for p in patch {
         let Some(directive) = p.get(DIRECTIVE) else {
             rest.push(p);
             continue;
         };
         match directive.as_str() {
-            Some("delete") => {
-                let k = key_value(&p, key)?.clone();
-                original.retain(|o| !o.get(key).is_some_and(|v| values_equal(v, &k)));
-            }
+            Some("delete") => deleted.push(key_value(&p, key)?.clone()),
             Some("replace") => replace = true,
             Some("merge") => return Err(malformed("merging lists cannot yet be specified in the patch")),
             _ => return Err(malformed(format!("unknown patch type: {} in map: {}", directive_text(directive), p))),
         }
+    }
+    if !deleted.is_empty() {
+        let index = Index::of(deleted.iter().map(Some));
+        original.retain(|o| !o.get(key).is_some_and(|v| index.find(v, |i| deleted.get(i)).is_some()));
     }
     if replace {
         Ok((rest, Vec::new()))
@@ -390,23 +405,24 @@ fn apply_element_directives(mut original: Vec<Value>, patch: Vec<Value>, key: &s
 }
 
 /// Splits `merged` into the elements that appear in `by` and the others.
+///
+/// As upstream scans `by` for each element, an element of `by` that is not a map is
+/// an error once some element is looked for past it.
 fn partition(merged: Vec<Value>, by: &[Value], key: Option<&str>) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
     let mut inside = Vec::new();
     let mut outside = Vec::new();
+    let positions = Positions::new(by, key);
+    let first_non_map = key.and_then(|_| by.iter().position(|b| !b.is_object()));
     for v in merged {
         let found = match key {
-            None => by.iter().any(|b| values_equal(b, &v)),
+            None => positions.of(&v).is_some(),
             Some(k) => {
                 let kv = key_value(&v, k)?;
-                let mut found = false;
-                for b in by {
-                    let bm = b.as_object().ok_or_else(|| malformed(format!("value for key {k} is not a map")))?;
-                    if bm.get(k).is_some_and(|bv| values_equal(bv, kv)) {
-                        found = true;
-                        break;
-                    }
+                let at = positions.of_key(kv);
+                if first_non_map.is_some_and(|bad| at.is_none_or(|at| bad < at)) {
+                    return Err(malformed(format!("value for key {k} is not a map")));
                 }
-                found
+                at.is_some()
             }
         };
         if found {
@@ -432,15 +448,35 @@ fn normalize_order(
     Ok(merge_sorted(server_only, patch, server_order, key))
 }
 
-fn position(list: &[Value], v: &Value, key: Option<&str>) -> Option<usize> {
-    match key {
-        None => list.iter().position(|x| values_equal(x, v)),
-        Some(k) => {
-            let want = v.get(k);
-            list.iter().position(|x| {
-                x.get(k).is_some() && want.is_some() && values_equal(x.get(k).unwrap_or(&Value::Null), want.unwrap_or(&Value::Null))
-            })
+/// Where elements sit in a list: by the whole value, or by the value of the merge key
+/// (elements without it have no position).
+struct Positions<'a> {
+    list: &'a [Value],
+    key: Option<&'a str>,
+    index: Index,
+}
+
+impl<'a> Positions<'a> {
+    fn new(list: &'a [Value], key: Option<&'a str>) -> Self {
+        let index = match key {
+            None => Index::of(list.iter().map(Some)),
+            Some(k) => Index::of(list.iter().map(|x| x.get(k))),
+        };
+        Positions { list, key, index }
+    }
+
+    /// The first position of `v` (or of its merge key's value).
+    fn of(&self, v: &Value) -> Option<usize> {
+        match self.key {
+            None => self.index.find(v, |i| self.list.get(i)),
+            Some(k) => self.of_key(v.get(k)?),
         }
+    }
+
+    /// The first position of an element whose merge key has the value `kv`.
+    fn of_key(&self, kv: &Value) -> Option<usize> {
+        let k = self.key?;
+        self.index.find(kv, |i| self.list.get(i).and_then(|x| x.get(k)))
     }
 }
 
@@ -455,7 +491,8 @@ fn sort_by_order(mut items: Vec<Value>, order: &[Value], key: Option<&str>) -> R
         items = keep;
         deleted = del;
     }
-    items.sort_by_key(|v| position(order, v, key).unwrap_or(usize::MAX));
+    let positions = Positions::new(order, key);
+    items.sort_by_cached_key(|v| positions.of(v).unwrap_or(usize::MAX));
     items.extend(deleted);
     Ok(items)
 }
@@ -463,28 +500,97 @@ fn sort_by_order(mut items: Vec<Value>, order: &[Value], key: Option<&str>) -> R
 /// Inserts each of `left` (server-only elements) into `right` (patch elements) before
 /// the first element of `right` that comes after it in the live order.
 fn merge_sorted(left: Vec<Value>, right: Vec<Value>, server_order: &[Value], key: Option<&str>) -> Vec<Value> {
+    let positions = Positions::new(server_order, key);
     let mut out = Vec::with_capacity(left.len() + right.len());
-    let mut left = left.into_iter().peekable();
-    let mut right = right.into_iter().peekable();
+    let mut left = left.into_iter().map(|v| (positions.of(&v), v)).peekable();
+    let mut right = right.into_iter().map(|v| (positions.of(&v), v)).peekable();
     loop {
         match (left.peek(), right.peek()) {
             (None, None) => break,
-            (Some(_), None) => out.extend(left.next()),
-            (None, Some(_)) => out.extend(right.next()),
-            (Some(l), Some(r)) => {
-                let before = match (position(server_order, l, key), position(server_order, r, key)) {
+            (Some(_), None) => out.extend(left.next().map(|(_, v)| v)),
+            (None, Some(_)) => out.extend(right.next().map(|(_, v)| v)),
+            (Some((l, _)), Some((r, _))) => {
+                let before = match (l, r) {
                     (Some(li), Some(ri)) => li < ri,
                     _ => false,
                 };
                 if before {
-                    out.extend(left.next());
+                    out.extend(left.next().map(|(_, v)| v));
                 } else {
-                    out.extend(right.next());
+                    out.extend(right.next().map(|(_, v)| v));
                 }
             }
         }
     }
     out
+}
+
+// === impl Index ===
+
+/// Finds list elements by value in constant time. Merging by scanning costs O(n²) in
+/// the list length, and a body may carry lists of tens of thousands of elements, which
+/// is minutes of CPU per request.
+///
+/// Values are bucketed by a hash that agrees with [`values_equal`] (numbers hash by
+/// their `f64` value, objects regardless of key order); a lookup confirms a match with
+/// `values_equal` itself. Positions are inserted in increasing order, so a lookup
+/// finds the first match, as a scan would.
+#[derive(Default)]
+struct Index {
+    state: RandomState,
+    buckets: HashMap<u64, Vec<usize>>,
+}
+
+impl Index {
+    /// Indexes each `Some` value by its position.
+    fn of<'a>(values: impl IntoIterator<Item = Option<&'a Value>>) -> Index {
+        let mut index = Index::default();
+        for (i, v) in values.into_iter().enumerate() {
+            if let Some(v) = v {
+                index.insert(i, v);
+            }
+        }
+        index
+    }
+
+    fn insert(&mut self, position: usize, v: &Value) {
+        let h = self.hash(v);
+        self.buckets.entry(h).or_default().push(position);
+    }
+
+    /// The first position whose value (as `at` reads it now) equals `v`.
+    fn find<'a>(&self, v: &Value, at: impl Fn(usize) -> Option<&'a Value>) -> Option<usize> {
+        self.buckets.get(&self.hash(v))?.iter().copied().find(|&i| at(i).is_some_and(|x| values_equal(x, v)))
+    }
+
+    fn hash(&self, v: &Value) -> u64 {
+        let mut h = self.state.build_hasher();
+        self.hash_into(v, &mut h);
+        h.finish()
+    }
+
+    fn hash_into(&self, v: &Value, h: &mut impl Hasher) {
+        match v {
+            Value::Null => 0u8.hash(h),
+            Value::Bool(b) => (1u8, b).hash(h),
+            Value::Number(n) => (2u8, n.as_f64().unwrap_or(0.0).to_bits()).hash(h),
+            Value::String(s) => (3u8, s).hash(h),
+            Value::Array(items) => {
+                (4u8, items.len()).hash(h);
+                items.iter().for_each(|item| self.hash_into(item, h));
+            }
+            Value::Object(m) => {
+                // A sum of the entries' hashes does not depend on their order.
+                let entries = m.iter().fold(0u64, |sum, (k, v)| {
+                    let mut eh = self.state.build_hasher();
+                    k.hash(&mut eh);
+                    self.hash_into(v, &mut eh);
+                    sum.wrapping_add(eh.finish())
+                });
+                (5u8, m.len(), entries).hash(h);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -506,6 +612,53 @@ mod tests {
 
     const DEPLOY: &str = "io.k8s.api.apps.v1.Deployment";
     const POD: &str = "io.k8s.api.core.v1.Pod";
+
+    #[test]
+    fn the_index_finds_what_values_equal_matches_first() {
+        let list = [json!(1), json!("a"), json!({"x": 1, "y": [1, 2]}), json!("a"), json!(2.5)];
+        let index = Index::of(list.iter().map(Some));
+        let find = |v: Value| index.find(&v, |i| list.get(i));
+        assert_eq!(find(json!(1.0)), Some(0));
+        assert_eq!(find(json!("a")), Some(1));
+        assert_eq!(find(json!({"y": [1, 2], "x": 1})), Some(2));
+        assert_eq!(find(json!({"y": [2, 1], "x": 1})), None);
+        assert_eq!(find(json!(2.5)), Some(4));
+        assert_eq!(find(json!(null)), None);
+    }
+
+    /// Lists as long as a body may carry: a quadratic merge would take minutes.
+    #[test]
+    fn merging_long_lists_takes_linear_time() {
+        const N: usize = 20_000;
+        let named = |prefix: &str, i: usize| json!({"name": format!("{prefix}{i}"), "image": "i"});
+        let live = deployment(Value::Array((0..N).map(|i| named("c", i)).collect()));
+        let started = std::time::Instant::now();
+        // Reverse the order, delete every other live container and add as many new ones.
+        let order: Vec<Value> = (0..N).rev().map(|i| json!({"name": format!("c{i}")})).chain((0..N).map(|i| json!({"name": format!("n{i}")}))).collect();
+        let changes: Vec<Value> = (0..N)
+            .rev()
+            .map(|i| if i % 2 == 0 { json!({"name": format!("c{i}"), "$patch": "delete"}) } else { json!({"name": format!("c{i}"), "image": "j"}) })
+            .chain((0..N).map(|i| named("n", i)))
+            .collect();
+        let patch = json!({"spec": {"template": {"spec": {"$setElementOrder/containers": order, "containers": changes}}}});
+        let out = smp(DEPLOY, live, patch);
+        let names = names(&out["spec"]["template"]["spec"]["containers"]);
+        assert_eq!(names.len(), N + N / 2);
+        assert_eq!((names[0], names[N / 2 - 1], names[N / 2]), (format!("c{}", N - 1).as_str(), "c1", "n0"));
+        // Primitive lists: a union, a deletion list and an order over all of them.
+        let finalizers: Vec<String> = (0..N).map(|i| format!("f{i}")).collect();
+        let reversed: Vec<&String> = finalizers.iter().rev().collect();
+        let live = json!({"metadata": {"name": "p", "finalizers": finalizers}});
+        let patch = json!({"metadata": {
+            "$setElementOrder/finalizers": reversed,
+            "$deleteFromPrimitiveList/finalizers": finalizers[..N / 2],
+            "finalizers": reversed,
+        }});
+        let out = smp(POD, live, patch);
+        let kept = out["metadata"]["finalizers"].as_array().unwrap();
+        assert_eq!((kept.len(), &kept[0], &kept[N / 2 - 1]), (N / 2, &json!(format!("f{}", N - 1)), &json!(format!("f{}", N / 2))));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    }
 
     #[test]
     fn removing_an_env_var_as_kubectl_apply_sends_it_removes_exactly_that_one() {

@@ -730,30 +730,68 @@ fn key_value<'a>(item_ty: Ty, item: &'a Value, key: &str) -> Option<&'a Value> {
     item.as_object()?.get(key).or_else(|| item_ty.key_default_value(key))
 }
 
-/// Whether a list element can be told apart from the others ([`element_pe`] is `Ok`).
-fn has_element_key(item_ty: Ty, list_type: ListType, item: &Value) -> bool {
-    match list_type {
-        ListType::Map(keys) => keys.iter().all(|k| key_value(item_ty, item, k).is_some()),
-        ListType::Set => !item.is_object(),
-        ListType::Atomic => false,
-    }
+/// The elements of a list that can be told apart (those [`element_pe`] names),
+/// sorted as their path elements sort, with the values that name them side by side:
+/// the key fields (or their defaults) of an associative list, the element itself in
+/// a set. Elements with the same key keep their order.
+struct Keyed<'a> {
+    items: Vec<&'a Value>,
+    /// The key values of `items[i]` are `keys[i * stride..][..stride]`.
+    keys: Vec<&'a Value>,
+    stride: usize,
 }
 
-/// Orders list elements as their path elements order, without making them. Elements
-/// that compare equal have the same path element.
-fn compare_elements(item_ty: Ty, list_type: ListType, a: &Value, b: &Value) -> Ordering {
-    match list_type {
-        ListType::Map(keys) => {
-            for k in keys {
-                let (Some(x), Some(y)) = (key_value(item_ty, a, k), key_value(item_ty, b, k)) else { return Ordering::Equal };
-                let c = compare_values(x, y);
-                if c != Ordering::Equal {
-                    return c;
-                }
+impl<'a> Keyed<'a> {
+    fn new(item_ty: Ty, list_type: ListType, list: Option<&'a Value>) -> Keyed<'a> {
+        let all = list.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let names: &[&str] = match list_type {
+            ListType::Map(names) => names,
+            ListType::Set | ListType::Atomic => &[],
+        };
+        let stride = names.len().max(1);
+        let mut items = Vec::with_capacity(all.len());
+        let mut keys = Vec::with_capacity(all.len() * stride);
+        for item in all {
+            let start = keys.len();
+            let named = match list_type {
+                ListType::Map(_) => names.iter().all(|k| key_value(item_ty, item, k).map(|v| keys.push(v)).is_some()),
+                ListType::Set => !item.is_object() && {
+                    keys.push(item);
+                    true
+                },
+                ListType::Atomic => false,
+            };
+            if named {
+                items.push(item);
+            } else {
+                keys.truncate(start);
             }
-            Ordering::Equal
         }
-        ListType::Set | ListType::Atomic => compare_values(a, b),
+        let mut keyed = Keyed { items, keys, stride };
+        if !(1..keyed.items.len()).all(|i| keyed.compare(i - 1, &keyed, i) != Ordering::Greater) {
+            let mut order: Vec<usize> = (0..keyed.items.len()).collect();
+            order.sort_by(|&a, &b| keyed.compare(a, &keyed, b));
+            keyed = Keyed {
+                items: order.iter().map(|&i| keyed.items[i]).collect(),
+                keys: order.iter().flat_map(|&i| keyed.key(i).iter().copied()).collect(),
+                stride,
+            };
+        }
+        keyed
+    }
+
+    fn key(&self, i: usize) -> &[&'a Value] {
+        &self.keys[i * self.stride..][..self.stride]
+    }
+
+    /// The order of element `i` and element `j` of `other`, as their path elements.
+    fn compare(&self, i: usize, other: &Keyed<'_>, j: usize) -> Ordering {
+        self.key(i).iter().zip(other.key(j)).map(|(a, b)| compare_values(a, b)).find(|o| *o != Ordering::Equal).unwrap_or(Ordering::Equal)
+    }
+
+    /// How many elements from `i` on share its key.
+    fn run(&self, i: usize) -> usize {
+        (i..self.items.len()).take_while(|&k| self.compare(i, self, k) == Ordering::Equal).count()
     }
 }
 
@@ -761,28 +799,17 @@ fn compare_lists(ty: Ty, lt: ListType, lhs: Option<&Value>, rhs: Option<&Value>,
     let item_ty = ty.item();
     // Elements without their keys cannot be tracked; upstream fails the comparison,
     // which leaves ownership as it was. Skipping them is close.
-    fn keyed(item_ty: Ty, lt: ListType, v: Option<&Value>) -> Vec<&Value> {
-        let items = v.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-        let mut out: Vec<&Value> = items.iter().filter(|item| has_element_key(item_ty, lt, item)).collect();
-        // Stable, so that elements with the same key keep their order.
-        out.sort_by(|a, b| compare_elements(item_ty, lt, a, b));
-        out
-    }
-    let (ls, rs) = (keyed(item_ty, lt, lhs), keyed(item_ty, lt, rhs));
+    let (ls, rs) = (Keyed::new(item_ty, lt, lhs), Keyed::new(item_ty, lt, rhs));
     let (mut i, mut j) = (0, 0);
-    while i < ls.len() || j < rs.len() {
-        let order = match (ls.get(i), rs.get(j)) {
-            (Some(a), Some(b)) => compare_elements(item_ty, lt, a, b),
-            (Some(_), None) => Ordering::Less,
+    while i < ls.items.len() || j < rs.items.len() {
+        let order = match (i < ls.items.len(), j < rs.items.len()) {
+            (true, true) => ls.compare(i, &rs, j),
+            (true, false) => Ordering::Less,
             _ => Ordering::Greater,
         };
-        let run = |items: &[&Value], at: usize| {
-            let first = items[at];
-            items[at..].iter().take_while(|x| compare_elements(item_ty, lt, first, x) == Ordering::Equal).count()
-        };
-        let ln = if order == Ordering::Greater { 0 } else { run(&ls, i) };
-        let rn = if order == Ordering::Less { 0 } else { run(&rs, j) };
-        let (lg, rg) = (&ls[i..i + ln], &rs[j..j + rn]);
+        let ln = if order == Ordering::Greater { 0 } else { ls.run(i) };
+        let rn = if order == Ordering::Less { 0 } else { rs.run(j) };
+        let (lg, rg) = (&ls.items[i..i + ln], &rs.items[j..j + rn]);
         i += ln;
         j += rn;
         let mut sub = Comparison::default();
@@ -1044,15 +1071,16 @@ fn give_up(managers: &mut Managers<'_>, changed: &Set, removed: &Set, except: &M
 /// stripMeta + Updater.Update chain upstream. `id` is an `Update` identity, whose
 /// apiVersion is the one recorded.
 fn update(ty: Ty, old: &Value, new: &Value, managers: &mut Managers<'_>, id: &ManagerId, reset: &[Path], now: &str) {
-    let cmp = compare(ty, old, new).without(reset);
-    let mut mine = cmp.changed();
-    give_up(managers, &mine, &cmp.removed, id);
+    let Comparison { added, modified, removed } = compare(ty, old, new).without(reset);
+    let mut mine = added;
+    mine.union_with(&modified);
+    give_up(managers, &mine, &removed, id);
     let previous = managers.remove(id);
     strip_meta(&mut mine);
     if mine.is_empty() {
         // Nothing new is owned: the entry (if any) stays as the write left it.
         if let Some(mut p) = previous {
-            p.give_up(&cmp.removed);
+            p.give_up(&removed);
             if !p.is_empty() {
                 managers.insert(id.clone(), p);
             }
@@ -1060,7 +1088,7 @@ fn update(ty: Ty, old: &Value, new: &Value, managers: &mut Managers<'_>, id: &Ma
         return;
     }
     if let Some(mut p) = previous {
-        p.give_up(&cmp.removed);
+        p.give_up(&removed);
         mine.union_with(p.set());
     }
     managers.insert(id.clone(), Entry::new(mine, id.api_version.clone(), Some(now.into())));
@@ -1112,7 +1140,11 @@ pub(crate) fn record_update(definition: &str, old: Option<&Value>, new: &mut Val
     // A subresource write cannot touch managedFields; a main write may set them (an
     // explicit empty list resets them), and otherwise keeps the live ones.
     let mut managers = if !subresource.is_empty() {
-        live_managers()
+        // Clients send back the list they read; taking that copy spares making one.
+        match (sent, old.and_then(managed_fields)) {
+            (Some(sent), Some(live)) if values_equal(&sent, live) => decode(Some(Cow::Owned(sent))).unwrap_or_default(),
+            _ => live_managers(),
+        }
     } else {
         match sent {
             Some(Value::Array(a)) if a.is_empty() || (a.len() == 1 && a[0].as_object().is_some_and(Map::is_empty)) => Managers::new(),

@@ -180,8 +180,9 @@ fn decode(managed_fields: Option<Cow<'_, Value>>) -> Option<Managers<'_>> {
 }
 
 /// Writes `managedFields` in upstream's order: applies first, then by time, manager,
-/// apiVersion and subresource. Entries that `previous` already holds word for word
-/// are taken from it rather than written again: most writes leave most entries alone.
+/// apiVersion and subresource. Most writes leave most entries alone: a `fieldsV1` kept
+/// as it was read (see [`Fields`]) goes back as it is, and an entry that `previous`
+/// holds word for word is copied from it rather than written again.
 fn encode(managers: Managers<'_>, mut previous: Previous<'_>) -> Option<Value> {
     if managers.is_empty() {
         return None;

@@ -1807,6 +1807,12 @@ fn node_selector_term(term: &Value, path: &Path, errs: &mut Errs) {
 }
 
 fn topology_spread(list: &[Value], path: &Path, errs: &mut Errs) {
+    // Upstream reports a constraint whose {topologyKey, whenUnsatisfiable} appears again
+    // further down the list; one pass from the end finds those without comparing pairs.
+    let mut later = HashSet::new();
+    let mut repeated_later: Vec<bool> =
+        list.iter().rev().map(|c| !later.insert((c.str_or_empty("topologyKey"), c.str_or_empty("whenUnsatisfiable")))).collect();
+    repeated_later.reverse();
     for (i, c) in list.iter().enumerate() {
         let p = path.index(i);
         let skew = c.get_i64("maxSkew").unwrap_or(0);
@@ -1821,8 +1827,7 @@ fn topology_spread(list: &[Value], path: &Path, errs: &mut Errs) {
         if !matches!(when, "DoNotSchedule" | "ScheduleAnyway") {
             errs.push(Cause::not_supported(&p.child("whenUnsatisfiable"), &Value::from(when), &["DoNotSchedule", "ScheduleAnyway"]));
         }
-        let repeated = list[i + 1..].iter().any(|o| o.str_or_empty("topologyKey") == key && o.str_or_empty("whenUnsatisfiable") == when);
-        if repeated {
+        if repeated_later[i] {
             errs.push(Cause::duplicate(&p.child("{topologyKey, whenUnsatisfiable}"), &Value::from(format!("{{{key}, {when}}}"))));
         }
         if let Some(md) = c.get_i64("minDomains") {
@@ -2113,6 +2118,27 @@ mod tests {
         let old = pod(json!({"containers": [{"name": "a", "image": "x"}], "tolerations": list}));
         let started = std::time::Instant::now();
         assert!(errs(&old, Some(&old)).is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn repeated_spread_constraints_are_reported_where_a_repeat_follows() {
+        let c = |key: &str, when: &str| json!({"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": when});
+        let spec = json!({"containers": [{"name": "a", "image": "x"}], "topologySpreadConstraints": [
+            c("zone", "DoNotSchedule"), c("zone", "ScheduleAnyway"), c("zone", "DoNotSchedule"), c("zone", "DoNotSchedule"),
+        ]});
+        let lines: Vec<String> = errs(&pod(spec), None).iter().map(|e| e.line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "spec.topologySpreadConstraints[0].{topologyKey, whenUnsatisfiable}: Duplicate value: \"{zone, DoNotSchedule}\"",
+                "spec.topologySpreadConstraints[2].{topologyKey, whenUnsatisfiable}: Duplicate value: \"{zone, DoNotSchedule}\"",
+            ]
+        );
+        // Tens of thousands of constraints no longer compare every pair.
+        let many: Vec<Value> = (0..25_000).map(|i| c(&format!("k{i}"), "DoNotSchedule")).collect();
+        let started = std::time::Instant::now();
+        assert!(errs(&pod(json!({"containers": [{"name": "a", "image": "x"}], "topologySpreadConstraints": many})), None).is_empty());
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     }
 

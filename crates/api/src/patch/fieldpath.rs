@@ -7,6 +7,7 @@
 //! well as having children.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -819,6 +820,57 @@ fn find_key<'m>(map: &'m Map<String, Value>, pe: &PathElement, key: &mut String)
     map.keys().find(|k| k.as_str() != "." && !k.starts_with("f:") && Step::read(k, &mut scratch).is_some_and(|(step, _)| step.is(pe)))
 }
 
+/// Each entry of `set` with the key of `map` that names it (the first, where valid JSON
+/// spells one element several ways, `v:1` and `v:1.0`), in no particular order.
+///
+/// Goes through the smaller of the two: finding every entry's key by reading every key
+/// costs their product, and one manager's update of thousands of list elements meets
+/// thousands of managers, each owning a few of them (minutes, before).
+fn matching_keys<'s, 'm>(set: &'s Set, map: &'m Map<String, Value>, key: &mut String) -> Vec<(&'s Entry, &'m String)> {
+    let mut out = Vec::new();
+    let mut scratch = String::new();
+    if set.entries.len() <= map.len() {
+        // Keys of elements other than fields, read once, by the element they name.
+        let mut elements: Option<BTreeMap<PathElement, &'m String>> = None;
+        for e in &set.entries {
+            let found = match &e.pe {
+                PathElement::Field(_) => find_key(map, &e.pe, key),
+                pe => elements
+                    .get_or_insert_with(|| {
+                        let mut by_element = BTreeMap::new();
+                        for k in map.keys().filter(|k| k.as_str() != "." && !k.starts_with("f:")) {
+                            if let Some((step, _)) = Step::read(k, &mut scratch) {
+                                by_element.entry(step.to_pe()).or_insert(k);
+                            }
+                        }
+                        by_element
+                    })
+                    .get(pe)
+                    .copied(),
+            };
+            out.extend(found.map(|k| (e, k)));
+        }
+    } else {
+        let mut paired = vec![false; set.entries.len()];
+        for k in map.keys().filter(|k| k.as_str() != ".") {
+            let Some((step, _)) = Step::read(k, &mut scratch) else { continue };
+            let found = match step {
+                Step::Field(name) => set.entries.binary_search_by(|e| match &e.pe {
+                    PathElement::Field(f) => f.as_str().cmp(name),
+                    _ => Ordering::Greater,
+                }),
+                step => set.find(&step.to_pe()),
+            };
+            if let Ok(i) = found {
+                if !std::mem::replace(&mut paired[i], true) {
+                    out.push((&set.entries[i], k));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Whether `set` may share a path with the set of the valid `fieldsV1` JSON `v`;
 /// `false` means it certainly does not. It reads only the levels of `v` that `set`
 /// reaches.
@@ -827,22 +879,10 @@ pub(crate) fn fields_v1_intersects(set: &Set, v: &Value) -> bool {
 }
 
 fn intersects_level(set: &Set, map: &Map<String, Value>, key: &mut String) -> bool {
-    set.entries.iter().any(|e| {
-        // Valid JSON may name an element more than once; look at each.
-        let overlaps = |inner: &Value, key: &mut String| {
-            let Some(inner) = inner.as_object() else { return false };
-            let member = inner.is_empty() || inner.contains_key(".");
-            (e.member && member) || (!e.children.is_empty() && intersects_level(&e.children, inner, key))
-        };
-        match &e.pe {
-            PathElement::Field(_) => find_key(map, &e.pe, key).and_then(|k| map.get(k)).is_some_and(|inner| overlaps(inner, key)),
-            pe => {
-                let mut scratch = String::new();
-                map.iter().any(|(k, inner)| {
-                    k != "." && !k.starts_with("f:") && Step::read(k, &mut scratch).is_some_and(|(step, _)| step.is(pe)) && overlaps(inner, key)
-                })
-            }
-        }
+    matching_keys(set, map, key).into_iter().any(|(e, k)| {
+        let Some(inner) = map.get(k).and_then(Value::as_object) else { return false };
+        let member = inner.is_empty() || inner.contains_key(".");
+        (e.member && member) || (!e.children.is_empty() && intersects_level(&e.children, inner, key))
     })
 }
 
@@ -856,8 +896,8 @@ pub(crate) fn fields_v1_subtract(v: &mut Value, set: &Set) {
 }
 
 fn subtract_level(map: &mut Map<String, Value>, set: &Set, key: &mut String) {
-    for e in &set.entries {
-        let Some(k) = find_key(map, &e.pe, key).cloned() else { continue };
+    let found: Vec<(&Entry, String)> = matching_keys(set, map, key).into_iter().map(|(e, k)| (e, k.clone())).collect();
+    for (e, k) in found {
         let Some(inner) = map.get_mut(&k).and_then(Value::as_object_mut) else { continue };
         let member = (inner.is_empty() || inner.contains_key(".")) && !e.member;
         if !e.children.is_empty() {
@@ -893,6 +933,34 @@ mod tests {
 
     fn key(name: &str, v: Value) -> PathElement {
         PathElement::Key(vec![(name.into(), v)])
+    }
+
+    #[test]
+    fn many_managers_of_many_list_elements_are_updated_in_linear_time() {
+        // 12 500 appliers of one container each took 13 seconds in release builds, when
+        // every changed element was matched against every key of every manager.
+        const N: usize = 6_000;
+        let containers = |image: &str| -> Vec<Value> { (0..N).map(|i| json!({"name": format!("c{i}"), "image": image})).collect() };
+        let managed: Vec<Value> = (0..N)
+            .map(|i| {
+                json!({"manager": format!("m{i}"), "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+                       "fieldsV1": {"f:spec": {"f:containers": {format!("k:{{\"name\":\"c{i}\"}}"): {".": {}, "f:image": {}, "f:name": {}}}}}})
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        // A create: its manager takes every field from the managers it was sent.
+        let mut created = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "managedFields": managed}, "spec": {"containers": containers("a")}});
+        crate::patch::record_update("io.k8s.api.core.v1.Pod", None, &mut created, "creator", "", "2024-01-01T00:00:00Z");
+        assert_eq!(created["metadata"]["managedFields"].as_array().map(Vec::len), Some(1));
+        let live = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "uid": "u", "managedFields": managed}, "spec": {"containers": containers("a")}});
+        // Another manager changes every image: each applier loses its image to it.
+        let mut new = live.clone();
+        new["spec"]["containers"] = Value::Array(containers("b"));
+        crate::patch::record_update("io.k8s.api.core.v1.Pod", Some(&live), &mut new, "editor", "", "2024-01-01T00:00:01Z");
+        let entries = new["metadata"]["managedFields"].as_array().unwrap();
+        let m7 = entries.iter().find(|e| e["manager"] == "m7").unwrap();
+        assert_eq!(m7["fieldsV1"], json!({"f:spec": {"f:containers": {"k:{\"name\":\"c7\"}": {".": {}, "f:name": {}}}}}));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -602,7 +602,7 @@ pub async fn patch(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderM
     };
     let res = rr.res;
     let patch_doc: Value = if ptype == PatchType::Apply {
-        serde_yaml::from_slice(body).map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?
+        skiff_api::yaml::from_slice(body).map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(body).map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}")))?
     };

@@ -5,6 +5,9 @@
 //! - [`sqlite`]: the embedded default, a kine-style revision table in SQLite (WAL,
 //!   `synchronous=FULL`). One writer thread commits queued writes together (group
 //!   commit); reads use a small connection pool; watches are fed in-process.
+//! - [`etcd`]: etcd v3 (through the etcd-client crate), for a highly available
+//!   control plane; revisions are etcd's revisions, keys live under a prefix.
+//! - [`local_etcd`]: real etcd processes on loopback for tests and benchmarks.
 //! - [`cache`]: the in-memory [`cache::WatchCache`] that serves LIST and WATCH
 //!   without touching the database.
 //! - `conformance` (feature `conformance`): one test suite that every implementation
@@ -22,9 +25,13 @@ use futures::Stream;
 pub mod cache;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod etcd;
+pub mod local_etcd;
 pub mod sqlite;
 
 pub use cache::WatchCache;
+pub use etcd::{EtcdConfig, EtcdStore};
+pub use local_etcd::LocalEtcd;
 pub use sqlite::SqliteStore;
 
 /// A cluster-wide write counter. Every successful write gets a new, larger one.

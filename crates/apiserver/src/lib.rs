@@ -44,6 +44,20 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub settings: Settings,
+    /// Run the built-in controllers (namespace lifecycle, garbage collection,
+    /// compaction) inside `start`. Set it to false when something else decides where
+    /// they run (leader election), and run [`Server::controllers`] there.
+    pub run_controllers: bool,
+    /// Server URLs written into the kubeconfig (all servers of an HA control plane).
+    /// Empty means this server's own address.
+    pub kubeconfig_servers: Vec<String>,
+}
+
+impl Config {
+    /// A single server that runs its own controllers.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr, settings: Settings) -> Config {
+        Config { data_dir, listen, settings, run_controllers: true, kubeconfig_servers: Vec::new() }
+    }
 }
 
 /// A running server; dropping it stops serving.
@@ -80,12 +94,31 @@ impl Server {
         let serve = tokio::spawn(http::serve(listener, tls, router));
         let advertise_ip = advertise.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()).unwrap_or_default();
         lifecycle::bootstrap(&app, &advertise_ip, addr.port()).await.map_err(|e| anyhow::anyhow!("bootstrapping built-in objects: {e}"))?;
-        let mut tasks = vec![serve, tokio::spawn(lifecycle::run(app.clone()))];
-        if let Some(every) = config.settings.compaction_interval {
-            tasks.push(tokio::spawn(lifecycle::compact(app.clone(), every)));
+        let mut tasks = vec![serve];
+        if config.run_controllers {
+            tasks.push(tokio::spawn(Server::controllers(app.clone())));
         }
         app.set_ready(true);
-        let kubeconfig = pki::write_kubeconfig(&config.data_dir, &creds, &[format!("https://{advertise}")])?;
+        let own = format!("https://{advertise}");
+        let mut servers = config.kubeconfig_servers.clone();
+        if servers.is_empty() {
+            servers.push(own);
+        }
+        let kubeconfig = pki::write_kubeconfig(&config.data_dir, &creds, &servers)?;
         Ok(Server { app, addr, kubeconfig, tasks })
+    }
+
+    /// The built-in controllers: namespace termination and garbage collection, and
+    /// periodic compaction when configured. Runs until dropped; exactly one server
+    /// of a cluster should run it at a time.
+    pub async fn controllers(app: App) {
+        let compaction = app.settings.compaction_interval;
+        let lifecycle = lifecycle::run(app.clone());
+        match compaction {
+            Some(every) => {
+                tokio::join!(lifecycle, lifecycle::compact(app, every));
+            }
+            None => lifecycle.await,
+        }
     }
 }

@@ -192,7 +192,7 @@ async fn api(args: ApiArgs) -> Result<()> {
         dir.join("state.db")
     })?);
     let server = Server::start(
-        Config { data_dir: dir.clone(), listen: "127.0.0.1:0".parse()?, settings: Settings::default() },
+        Config::new(dir.clone(), "127.0.0.1:0".parse()?, Settings::default()),
         store.clone(),
     )
     .await?;

@@ -6,6 +6,7 @@
 #![deny(rust_2018_idioms)]
 
 mod bench;
+mod datastore;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,9 @@ enum Command {
     /// Measure Skiff against baselines taken in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Move a cluster's objects between datastores (SQLite to etcd).
+    #[command(subcommand)]
+    Datastore(datastore::DatastoreCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Datastore(cmd) => datastore::run(cmd).await,
         }
     })
 }

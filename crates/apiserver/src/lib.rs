@@ -84,7 +84,7 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
         let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let creds = pki::load_or_create(&config.data_dir, addr)?;
+        let creds = pki::load_or_create_shared(&config.data_dir, addr, store.as_ref()).await?;
         let app = App::new(store, app::Tokens { admin: creds.admin_token.clone(), node: creds.node_token.clone() }, config.settings.clone())
             .await
             .context("loading the datastore into the watch caches")?;
@@ -94,7 +94,7 @@ impl Server {
         let serve = tokio::spawn(http::serve(listener, tls, router));
         let advertise_ip = advertise.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()).unwrap_or_default();
         lifecycle::bootstrap(&app, &advertise_ip, addr.port()).await.map_err(|e| anyhow::anyhow!("bootstrapping built-in objects: {e}"))?;
-        let mut tasks = vec![serve];
+        let mut tasks = vec![serve, tokio::spawn(watch_datastore_health(app.clone()))];
         if config.run_controllers {
             tasks.push(tokio::spawn(Server::controllers(app.clone())));
         }
@@ -106,6 +106,11 @@ impl Server {
         }
         let kubeconfig = pki::write_kubeconfig(&config.data_dir, &creds, &servers)?;
         Ok(Server { app, addr, kubeconfig, tasks })
+    }
+
+    /// The URL this server's own components use to reach it.
+    pub fn url(&self) -> String {
+        format!("https://{}", http::advertise_address(self.addr))
     }
 
     /// The built-in controllers: namespace termination and garbage collection, and
@@ -120,5 +125,39 @@ impl Server {
             }
             None => lifecycle.await,
         }
+    }
+}
+
+/// How often readiness re-checks the datastore, and how long one check may take.
+const HEALTH_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Keeps `/readyz` true to the datastore: a server whose datastore stops answering a
+/// consistent read (etcd without quorum, say) reports not ready, so load balancers
+/// and clients move to another server; it turns ready again when reads succeed.
+async fn watch_datastore_health(app: App) {
+    let mut tick = tokio::time::interval(HEALTH_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let healthy = match tokio::time::timeout(HEALTH_TIMEOUT, app.store.current_revision()).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                if app.is_ready() {
+                    tracing::warn!(error = %e, "datastore check failed; reporting not ready");
+                }
+                false
+            }
+            Err(_) => {
+                if app.is_ready() {
+                    tracing::warn!("datastore check timed out; reporting not ready");
+                }
+                false
+            }
+        };
+        if healthy && !app.is_ready() {
+            tracing::info!("datastore answers again; reporting ready");
+        }
+        app.set_ready(healthy);
     }
 }

@@ -129,13 +129,87 @@ fn extra_ips() -> Vec<IpAddr> {
     vec!["10.96.0.1".parse().expect("valid ip")]
 }
 
-/// Writes `DATA_DIR/kubeconfig.yaml` for the admin user.
+/// The datastore key that holds the cluster's shared credentials.
+pub const SHARED_CREDENTIALS_KEY: &str = "/bootstrap/credentials";
+
+/// What every server of one cluster must share: the CA (so each server's serving
+/// certificate is trusted by the same kubeconfig) and the two tokens.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+struct Shared {
+    ca_crt: String,
+    ca_key: String,
+    admin_token: String,
+    node_token: String,
+}
+
+impl Shared {
+    fn read_local(data_dir: &Path) -> Result<Shared> {
+        let read = |p: PathBuf| fs::read_to_string(&p).map(|s| s.trim().to_string()).with_context(|| format!("reading {}", p.display()));
+        Ok(Shared {
+            ca_crt: read(data_dir.join("pki/ca.crt"))?,
+            ca_key: read(data_dir.join("pki/ca.key"))?,
+            admin_token: read(data_dir.join("pki/admin.token"))?,
+            node_token: read(data_dir.join("node-token"))?,
+        })
+    }
+
+    fn write_local(&self, data_dir: &Path) -> Result<()> {
+        let pki = data_dir.join("pki");
+        fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+        write_private(&pki.join("ca.crt"), &self.ca_crt)?;
+        write_private(&pki.join("ca.key"), &self.ca_key)?;
+        write_private(&pki.join("admin.token"), &self.admin_token)?;
+        write_private(&data_dir.join("node-token"), &self.node_token)
+    }
+}
+
+/// Like [`load_or_create`], but the CA and tokens are shared through the datastore,
+/// so every server on one datastore (an HA control plane on etcd, or a cluster
+/// migrated from SQLite) serves with the same CA and accepts the same tokens.
+///
+/// The first server to start stores its credentials (a create, so racing servers
+/// agree on one set); later servers adopt them, replacing their local files. The
+/// datastore therefore holds the CA key: protect it as you protect Secrets.
+pub async fn load_or_create_shared(data_dir: &Path, listen: SocketAddr, store: &dyn skiff_store::Store) -> Result<Credentials> {
+    for _ in 0..3 {
+        if let Some(kv) = store.get(SHARED_CREDENTIALS_KEY).await.context("reading the cluster credentials from the datastore")? {
+            let shared: Shared = serde_json::from_slice(&kv.value).context("the cluster credentials in the datastore are not readable")?;
+            let local = Shared::read_local(data_dir).ok();
+            if local.as_ref() != Some(&shared) {
+                if local.is_some() {
+                    tracing::info!(dir = %data_dir.display(), "adopting the cluster's CA and tokens from the datastore");
+                }
+                shared.write_local(data_dir)?;
+            }
+            return load_or_create(data_dir, listen);
+        }
+        let creds = load_or_create(data_dir, listen)?;
+        let shared = Shared::read_local(data_dir)?;
+        let value = bytes::Bytes::from(serde_json::to_vec(&shared)?);
+        match store.create(SHARED_CREDENTIALS_KEY, value).await {
+            Ok(_) => return Ok(creds),
+            Err(skiff_store::StoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e).context("storing the cluster credentials in the datastore"),
+        }
+    }
+    anyhow::bail!("could not agree on the cluster credentials with the other servers; try again")
+}
+
+/// Writes `DATA_DIR/kubeconfig.yaml` for the admin user. The cluster's `server` is
+/// the first URL; with several, all are listed in the `skiff.dev/servers` cluster
+/// extension (kubectl ignores it; Skiff's own clients fail over through it).
 pub fn write_kubeconfig(data_dir: &Path, creds: &Credentials, servers: &[String]) -> Result<PathBuf> {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(creds.ca_pem.as_bytes());
     let server = servers.first().cloned().unwrap_or_default();
+    let extension = if servers.len() > 1 {
+        let list: String = servers.iter().map(|s| format!("        - {s}\n")).collect();
+        format!("    extensions:\n    - name: skiff.dev/servers\n      extension:\n        servers:\n{list}")
+    } else {
+        String::new()
+    };
     let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: admin\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n{extension}users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: admin\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
         token = creds.admin_token
     );
     let path = data_dir.join("kubeconfig.yaml");

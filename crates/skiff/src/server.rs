@@ -3,10 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use skiff_apiserver::{Config, Server, Settings};
+use skiff_client::leader::{LeaderElector, LeaseTiming};
+use skiff_client::{Client, ClientConfig};
 use skiff_store::etcd::EtcdTls;
 use skiff_store::{EtcdConfig, EtcdStore, SqliteStore};
 
@@ -36,6 +39,46 @@ pub struct ServerArgs {
     /// dropped). 0 disables compaction.
     #[arg(long, default_value_t = 300)]
     pub compaction_interval: u64,
+    /// Run the controllers only while holding the `kube-system/skiff-controllers`
+    /// Lease, so that of several servers on one etcd exactly one runs them. Default:
+    /// on for etcd, off for SQLite (which only one server can use).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: Option<bool>,
+    /// How long a leader's Lease lasts without renewal before another server may
+    /// take over (as kube-controller-manager's flag).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it gives up leading.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often the leader renews and candidates retry.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// Every server's URL (comma-separated), written into DATA_DIR/kubeconfig.yaml so
+    /// that Skiff's clients fail over between them. Default: this server's own URL.
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    pub server_urls: Vec<String>,
+}
+
+/// Parses `15s`, `500ms`, `2m` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (use e.g. 15s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?} has an unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 pub fn parse_cidr(s: &str) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
@@ -104,8 +147,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         compaction_interval: (args.compaction_interval > 0).then(|| std::time::Duration::from_secs(args.compaction_interval)),
         ..Settings::default()
     };
+    let leader_elect = args.leader_elect.unwrap_or(args.datastore != "sqlite");
+    let timing = LeaseTiming {
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    };
+    if leader_elect && !(timing.retry_period < timing.renew_deadline && timing.renew_deadline < timing.lease_duration) {
+        bail!("leader election needs retry period < renew deadline < lease duration (got {:?}, {:?}, {:?})", timing.retry_period, timing.renew_deadline, timing.lease_duration);
+    }
     let started = std::time::Instant::now();
-    let server = Server::start(Config::new(args.data_dir.clone(), args.listen, settings), store).await?;
+    let mut config = Config::new(args.data_dir.clone(), args.listen, settings);
+    config.run_controllers = !leader_elect;
+    config.kubeconfig_servers = args.server_urls.clone();
+    let server = Server::start(config, store).await?;
+    let mut tasks = Vec::new();
+    if leader_elect {
+        let identity = identity(&args.data_dir)?;
+        // The elector talks to this server only: a server cut off from its datastore
+        // must fail to renew and stop leading, not renew through a peer.
+        let client = Client::new(ClientConfig {
+            servers: vec![server.url()],
+            token: std::fs::read_to_string(args.data_dir.join("pki/admin.token"))?.trim().to_string(),
+            ca_pem: std::fs::read_to_string(args.data_dir.join("pki/ca.crt"))?,
+            timeout: timing.retry_period.max(Duration::from_secs(1)),
+        })
+        .map_err(|e| anyhow::anyhow!("building the leader-election client: {e}"))?;
+        let elector = LeaderElector::new(client, "kube-system", CONTROLLERS_LEASE, &identity, timing);
+        let app = server.app.clone();
+        eprintln!("  controllers: run while this server holds kube-system/{CONTROLLERS_LEASE} (identity {identity})");
+        tasks.push(tokio::spawn(elector.run(move || Server::controllers(app.clone()))));
+    }
     eprintln!("skiff server listening on https://{} (ready in {} ms)", server.addr, started.elapsed().as_millis());
     eprintln!("  admin kubeconfig: {}", server.kubeconfig.display());
     eprintln!("  node join token:  {}", args.data_dir.join("node-token").display());
@@ -114,8 +186,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     println!("listening {}", server.addr);
     shutdown_signal().await;
     eprintln!("skiff server: shutting down");
+    for t in tasks {
+        t.abort();
+    }
     drop(server);
     Ok(())
+}
+
+/// The Lease that decides which server runs the controllers.
+pub const CONTROLLERS_LEASE: &str = "skiff-controllers";
+
+/// This server's leader-election identity: the host name and an id kept in the data
+/// directory, so a restarted server recognises its own Lease and renews it at once.
+fn identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("identity");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            id
+        }
+    };
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    Ok(if host.is_empty() { id } else { format!("{host}_{id}") })
 }
 
 async fn shutdown_signal() {
@@ -124,5 +218,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_plain_seconds() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

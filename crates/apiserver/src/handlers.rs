@@ -401,7 +401,8 @@ pub async fn create_object(app: &App, res: &ResourceInfo, obj: Value, manager: &
         meta::metadata_mut(&mut o).insert("name".into(), json!(name));
         let o = write::prepare_create(res, o, Some(manager), &now())?;
         let _guard = if res.kind == "Service" { Some(app.alloc_lock.lock().await) } else { None };
-        let o = if res.kind == "Service" { alloc::allocate_service(app, o)? } else { o };
+        // Held until the create is written or has failed (dropping it settles the reservations).
+        let (o, _reservations) = if res.kind == "Service" { alloc::allocate_service(app, o, dry_run).await? } else { (o, alloc::Reservations::none()) };
         if dry_run {
             return Ok(o);
         }
@@ -741,7 +742,7 @@ async fn create_object_apply(app: &App, res: &ResourceInfo, obj: Value, dry_run:
     }
     let o = write::prepare_create(res, obj, None, &now())?;
     let _guard = if res.kind == "Service" { Some(app.alloc_lock.lock().await) } else { None };
-    let mut o = if res.kind == "Service" { alloc::allocate_service(app, o)? } else { o };
+    let (mut o, _reservations) = if res.kind == "Service" { alloc::allocate_service(app, o, dry_run).await? } else { (o, alloc::Reservations::none()) };
     if dry_run {
         return Ok(o);
     }

@@ -49,6 +49,9 @@ pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), S
         match handlers::create_object(app, svc, obj, MANAGER, false).await {
             Ok(_) => {}
             Err(e) if e.code == 409 => {}
+            // Another server starting at the same time holds the address for its own
+            // `kubernetes` Service, which is about to be stored.
+            Err(e) if e.code == 422 && kubernetes_service_appears(app).await? => {}
             Err(e) => return Err(e),
         }
     }
@@ -69,6 +72,17 @@ pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), S
     })
     .await?;
     Ok(())
+}
+
+/// Whether the `kubernetes` Service exists within a few seconds.
+async fn kubernetes_service_appears(app: &App) -> Result<bool, StatusError> {
+    for _ in 0..20 {
+        if app.read(res("", "services"), Some("default"), "kubernetes").await?.is_some() {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(false)
 }
 
 fn first_service_ip(app: &App) -> String {
@@ -94,9 +108,11 @@ pub async fn compact(app: App, every: Duration) {
     }
 }
 
-/// Runs the namespace and garbage-collection loops until the task is dropped.
+/// Runs the namespace and garbage-collection loops, and the repair of Service address
+/// reservations, until the task is dropped.
 pub async fn run(app: App) {
     let mut last_rev = -1;
+    let mut next_repair = tokio::time::Instant::now();
     loop {
         let rev = app.store.current_revision().await.unwrap_or(last_rev);
         if rev != last_rev {
@@ -104,6 +120,12 @@ pub async fn run(app: App) {
             if let Err(e) = pass(&app).await {
                 tracing::warn!("lifecycle pass failed: {e}");
             }
+        }
+        if tokio::time::Instant::now() >= next_repair {
+            if let Err(e) = crate::alloc::repair(&app, crate::alloc::STALE_AFTER).await {
+                tracing::warn!("repairing Service address reservations failed: {e}");
+            }
+            next_repair = tokio::time::Instant::now() + crate::alloc::REPAIR_PERIOD;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

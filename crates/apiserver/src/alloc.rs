@@ -583,7 +583,117 @@ pub async fn repair(app: &App, min_age: Duration) -> Result<Repaired, StatusErro
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use skiff_api::meta;
+    use skiff_store::{SqliteStore, Store};
+
     use super::*;
+    use crate::app::{Settings, Tokens};
+    use crate::handlers::{self, DeleteOpts};
+    use crate::{lifecycle, write};
+
+    /// Several servers over one datastore, as an HA control plane runs them.
+    struct Servers {
+        apps: Vec<App>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A small service range and node port range, so that concurrent creates compete
+    /// for the same addresses.
+    fn crowded() -> Settings {
+        Settings { service_cidr: ("10.0.0.0".parse().unwrap(), 24), node_port_range: (30000, 30249), compaction_interval: None, ..Settings::default() }
+    }
+
+    async fn servers(n: usize, settings: Settings) -> Servers {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let mut apps = Vec::new();
+        for _ in 0..n {
+            let tokens = Tokens { admin: "admin".into(), node: "node".into() };
+            apps.push(App::new(store.clone(), tokens, settings.clone()).await.unwrap());
+        }
+        // Both bootstrap at once, as servers started together do.
+        let results = futures::future::join_all(apps.iter().map(|app| lifecycle::bootstrap(app, "127.0.0.1", 6443))).await;
+        for r in results {
+            r.unwrap();
+        }
+        Servers { apps, _dir: dir }
+    }
+
+    fn service(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [{"port": 80}]}})
+    }
+
+    fn with_address(mut svc: Value, ip: Ipv4Addr, node_port: Option<i64>) -> Value {
+        svc["spec"]["clusterIP"] = json!(ip.to_string());
+        if let Some(n) = node_port {
+            svc["spec"]["ports"][0]["nodePort"] = json!(n);
+        }
+        svc
+    }
+
+    async fn create(app: &App, svc: Value) -> Result<Value, StatusError> {
+        handlers::create_object(app, services(), svc, "test", false).await
+    }
+
+    async fn delete(app: &App, name: &str) {
+        handlers::delete_object(app, services(), Some("default"), name, &DeleteOpts::default()).await.unwrap();
+    }
+
+    fn ip_of(svc: &Value) -> Ipv4Addr {
+        svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap()
+    }
+
+    fn node_port_of(svc: &Value) -> i64 {
+        svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap()
+    }
+
+    fn uid_of(svc: &Value) -> String {
+        svc["metadata"]["uid"].as_str().unwrap().to_string()
+    }
+
+    async fn reservation(app: &App, slot: Slot) -> Option<(Record, KeyValue)> {
+        let kv = app.store.get(&slot.key()).await.unwrap()?;
+        Some((Record::decode(&kv).expect("a reservation record"), kv))
+    }
+
+    async fn eventually<F, Fut>(what: &str, mut f: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..100 {
+            if f().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    async fn confirmed(app: &App, slot: Slot, uid: &str) -> bool {
+        reservation(app, slot).await.is_some_and(|(r, _)| r.confirmed && r.uid == uid)
+    }
+
+    /// Rewrites a reservation as if it had been made `secs` seconds ago.
+    async fn age(app: &App, slot: Slot, secs: i64) {
+        let (mut r, kv) = reservation(app, slot).await.unwrap();
+        r.reserved_at -= secs;
+        app.store.update(&kv.key, r.encode(), kv.mod_revision).await.unwrap();
+    }
+
+    /// A Service as a create has it right before allocation (uid assigned).
+    fn prepared(name: &str, ip: Ipv4Addr, node_port: i64) -> Value {
+        write::prepare_create(services(), with_address(service(name), ip, Some(node_port)), Some("test"), &meta::now_rfc3339()).unwrap()
+    }
+
+    /// The message of the one cause of a 422.
+    fn cause_message(e: &StatusError) -> String {
+        assert_eq!((e.code, e.causes.len()), (422, 1), "{e:?}");
+        e.causes[0].message.clone()
+    }
 
     #[test]
     fn cidr_membership() {
@@ -591,5 +701,172 @@ mod tests {
         assert!(in_cidr("10.96.0.1".parse().unwrap(), c));
         assert!(in_cidr("10.111.255.254".parse().unwrap(), c));
         assert!(!in_cidr("10.112.0.1".parse().unwrap(), c));
+    }
+
+    #[test]
+    fn reservation_keys_lie_outside_every_watch_cache() {
+        for r in skiff_api::RESOURCES {
+            let p = r.key_prefix();
+            assert!(!PREFIX.starts_with(&p) && !p.starts_with(PREFIX), "{p} overlaps {PREFIX}");
+        }
+        for slot in [Slot::ClusterIp("10.0.0.7".parse().unwrap()), Slot::NodePort(30007)] {
+            assert!(slot.key().starts_with(PREFIX));
+            assert_eq!(Slot::from_key(&slot.key()), Some(slot));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn servers_bootstrapping_together_agree_on_the_kubernetes_service() {
+        let s = servers(2, crowded()).await;
+        let (svc, _) = s.apps[1].read_existing(services(), Some("default"), "kubernetes").await.unwrap();
+        assert_eq!(svc["spec"]["clusterIP"], "10.0.0.1");
+        let uid = uid_of(&svc);
+        eventually("the kubernetes Service's reservation is confirmed", || confirmed(&s.apps[0], Slot::ClusterIp("10.0.0.1".parse().unwrap()), &uid)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_servers_sharing_a_datastore_never_hand_out_the_same_address() {
+        let s = servers(2, crowded()).await;
+        let creates = (0..200).map(|i| {
+            let app = s.apps[i % 2].clone();
+            tokio::spawn(async move { create(&app, service(&format!("svc-{i}"))).await })
+        });
+        let mut ips = HashSet::new();
+        let mut ports = HashSet::new();
+        let mut created = Vec::new();
+        for c in futures::future::join_all(creates).await {
+            let svc = c.unwrap().unwrap();
+            assert!(ips.insert(ip_of(&svc)), "cluster IP {} handed out twice", ip_of(&svc));
+            assert!(ports.insert(node_port_of(&svc)), "node port {} handed out twice", node_port_of(&svc));
+            created.push(svc);
+        }
+        assert!(!ips.contains(&"10.0.0.1".parse().unwrap()), "the kubernetes Service's address was handed out");
+        // Every address ends up reserved for, and confirmed by, its Service.
+        for svc in &created {
+            let uid = uid_of(svc);
+            eventually("cluster IP reservations are confirmed", || confirmed(&s.apps[0], Slot::ClusterIp(ip_of(svc)), &uid)).await;
+            eventually("node port reservations are confirmed", || confirmed(&s.apps[0], Slot::NodePort(node_port_of(svc)), &uid)).await;
+        }
+        // Nothing is stale, nothing is missing.
+        assert_eq!(repair(&s.apps[1], Duration::ZERO).await.unwrap(), Repaired::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_address_held_by_a_live_service_is_refused_on_the_other_server() {
+        let s = servers(2, crowded()).await;
+        let web = create(&s.apps[0], service("web")).await.unwrap();
+        let (ip, port) = (ip_of(&web), node_port_of(&web));
+
+        let e = create(&s.apps[1], with_address(service("clash"), ip, None)).await.unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(cause_message(&e), format!("Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: provided IP is already allocated"));
+        assert_eq!(e.causes[0].field, "spec.clusterIPs");
+
+        let e = create(&s.apps[1], with_address(service("clash"), "10.0.0.200".parse().unwrap(), Some(port))).await.unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(cause_message(&e), format!("Invalid value: {port}: provided port is already allocated"));
+        assert_eq!(e.causes[0].field, "spec.ports[0].nodePort");
+        // The refused create gave back the address it had reserved.
+        eventually("the refused create's reservation is released", || async { reservation(&s.apps[0], Slot::ClusterIp("10.0.0.200".parse().unwrap())).await.is_none() }).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_in_flight_on_another_server_is_never_robbed() {
+        let s = servers(2, crowded()).await;
+        let ip: Ipv4Addr = "10.0.0.50".parse().unwrap();
+        // Server 0 reserved the addresses and has not written its Service yet.
+        let (_, in_flight) = allocate_service(&s.apps[0], prepared("first", ip, 30050), false).await.unwrap();
+
+        let e = create(&s.apps[1], with_address(service("second"), ip, None)).await.unwrap_err();
+        assert_eq!(cause_message(&e), format!("Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: provided IP is already allocated"));
+        let e = create(&s.apps[1], with_address(service("second"), "10.0.0.51".parse().unwrap(), Some(30050))).await.unwrap_err();
+        assert_eq!(cause_message(&e), "Invalid value: 30050: provided port is already allocated");
+        // The repair pass leaves young reservations alone.
+        assert_eq!(repair(&s.apps[1], STALE_AFTER).await.unwrap(), Repaired::default());
+        assert!(reservation(&s.apps[0], Slot::ClusterIp(ip)).await.is_some());
+
+        // A create that never finished (its server died) leaves a reservation that
+        // turns stale with age, and an explicit request then takes it over.
+        age(&s.apps[0], Slot::ClusterIp(ip), STALE_AFTER.as_secs() as i64 + 1).await;
+        let second = create(&s.apps[1], with_address(service("second"), ip, None)).await.unwrap();
+        assert_eq!(ip_of(&second), ip);
+        // The abandoned create settling late does not take the address back.
+        drop(in_flight);
+        let uid = uid_of(&second);
+        eventually("the new owner's reservation is confirmed", || confirmed(&s.apps[0], Slot::ClusterIp(ip), &uid)).await;
+        eventually("the abandoned node port reservation is released", || async { reservation(&s.apps[0], Slot::NodePort(30050)).await.is_none() }).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reservation_left_by_a_failed_create_is_released_by_the_repair_pass() {
+        let s = servers(2, crowded()).await;
+        let ip: Ipv4Addr = "10.0.0.60".parse().unwrap();
+        // The server crashed between reserving and writing: nothing settles.
+        let (_, lost) = allocate_service(&s.apps[0], prepared("lost", ip, 30060), false).await.unwrap();
+        std::mem::forget(lost);
+
+        assert_eq!(repair(&s.apps[1], STALE_AFTER).await.unwrap(), Repaired::default());
+        assert!(reservation(&s.apps[0], Slot::ClusterIp(ip)).await.is_some());
+        assert_eq!(repair(&s.apps[1], Duration::ZERO).await.unwrap(), Repaired { released: 2, restored: 0 });
+        assert!(reservation(&s.apps[0], Slot::ClusterIp(ip)).await.is_none());
+        assert!(reservation(&s.apps[0], Slot::NodePort(30060)).await.is_none());
+        create(&s.apps[1], with_address(service("next"), ip, Some(30060))).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_that_fails_after_reserving_releases_what_it_reserved() {
+        let s = servers(2, crowded()).await;
+        create(&s.apps[0], service("web")).await.unwrap();
+        let ip: Ipv4Addr = "10.0.0.70".parse().unwrap();
+        let e = create(&s.apps[1], with_address(service("web"), ip, Some(30070))).await.unwrap_err();
+        assert_eq!(e.code, 409, "{e:?}");
+        eventually("the failed create's reservations are released", || async {
+            reservation(&s.apps[0], Slot::ClusterIp(ip)).await.is_none() && reservation(&s.apps[0], Slot::NodePort(30070)).await.is_none()
+        })
+        .await;
+        create(&s.apps[0], with_address(service("other"), ip, Some(30070))).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_services_address_can_be_asked_for_on_another_server() {
+        let s = servers(2, crowded()).await;
+        let ip: Ipv4Addr = "10.0.0.80".parse().unwrap();
+        let first = create(&s.apps[0], with_address(service("first"), ip, Some(30080))).await.unwrap();
+        let uid = uid_of(&first);
+        eventually("the reservation is confirmed", || confirmed(&s.apps[0], Slot::ClusterIp(ip), &uid)).await;
+        delete(&s.apps[0], "first").await;
+
+        // The reservation is still there (nothing releases it on delete), but stale.
+        assert!(reservation(&s.apps[1], Slot::ClusterIp(ip)).await.is_some());
+        let second = create(&s.apps[1], with_address(service("second"), ip, Some(30080))).await.unwrap();
+        assert_eq!((ip_of(&second), node_port_of(&second)), (ip, 30080));
+        let (r, _) = reservation(&s.apps[1], Slot::NodePort(30080)).await.unwrap();
+        assert_eq!(r.uid, uid_of(&second));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_repair_pass_reserves_what_services_hold_without_a_reservation() {
+        let s = servers(1, crowded()).await;
+        let web = create(&s.apps[0], service("web")).await.unwrap();
+        let (ip, port, uid) = (ip_of(&web), node_port_of(&web), uid_of(&web));
+        eventually("the reservation is confirmed", || confirmed(&s.apps[0], Slot::ClusterIp(ip), &uid)).await;
+        // As for a Service stored before reservations existed.
+        for slot in [Slot::ClusterIp(ip), Slot::NodePort(port)] {
+            s.apps[0].store.delete(&slot.key(), None).await.unwrap();
+        }
+        assert_eq!(repair(&s.apps[0], STALE_AFTER).await.unwrap(), Repaired { released: 0, restored: 2 });
+        assert!(confirmed(&s.apps[0], Slot::ClusterIp(ip), &uid).await);
+        assert!(confirmed(&s.apps[0], Slot::NodePort(port), &uid).await);
+        // Once the Service is gone, its confirmed reservations are stale at any age.
+        delete(&s.apps[0], "web").await;
+        assert_eq!(repair(&s.apps[0], STALE_AFTER).await.unwrap(), Repaired { released: 2, restored: 0 });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dry_run_reserves_nothing() {
+        let s = servers(1, crowded()).await;
+        let svc = handlers::create_object(&s.apps[0], services(), service("web"), "test", true).await.unwrap();
+        assert!(reservation(&s.apps[0], Slot::ClusterIp(ip_of(&svc))).await.is_none());
+        assert!(reservation(&s.apps[0], Slot::NodePort(node_port_of(&svc))).await.is_none());
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! `migrate` copies a stopped single-node cluster from its SQLite file into etcd:
 //!
-//! 1. Read the source's current revision R and count its keys at R (refusing values
+//! 1. Refuse unless the target prefix is empty.
+//! 2. Read the source's current revision R and count its keys at R (refusing values
 //!    etcd would not accept before anything is written).
-//! 2. Refuse unless the target prefix is empty.
 //! 3. Copy every key as read at R (every prefix: `/registry/…`, the shared
 //!    credentials, anything else) with transactions of creates.
 //! 4. If the source's revision moved meanwhile, a server is still writing to it:
@@ -251,7 +251,14 @@ where
     S: Store + ?Sized,
     T: Target + ?Sized,
 {
-    // 1. The source revision and what is to be copied.
+    // 1. The target must be empty under its prefix.
+    let existing = target.list(ListOptions { limit: Some(1), ..Default::default() }).await.context("listing the target prefix")?;
+    if !existing.items.is_empty() {
+        let (keys, more) = count_keys(target, 100_000).await?;
+        return Err(MigrateError::TargetNotEmpty { endpoints: target.endpoints(), prefix: target.prefix(), keys, more }.into());
+    }
+
+    // 2. The source revision and what is to be copied.
     let revision = source.list("", ListOptions { limit: Some(1), ..Default::default() }).await.context("reading the SQLite datastore")?.revision;
     let limit = target.max_value_size();
     let mut total = 0usize;
@@ -270,13 +277,6 @@ where
         }
     }
     progress(format!("{} keys to copy at SQLite revision {revision}", grouped(total as u64)));
-
-    // 2. The target must be empty under its prefix.
-    let existing = target.list(ListOptions { limit: Some(1), ..Default::default() }).await.context("listing the target prefix")?;
-    if !existing.items.is_empty() {
-        let (keys, more) = count_keys(target, 100_000).await?;
-        return Err(MigrateError::TargetNotEmpty { endpoints: target.endpoints(), prefix: target.prefix(), keys, more }.into());
-    }
 
     // 3. The copy, page by page, transactions in parallel within a page.
     let mut copied = 0usize;
@@ -313,7 +313,10 @@ where
     let mut advanced_by = 0u64;
     let mut current = target.current_revision().await.context("reading etcd's revision")?;
     if current <= revision {
-        progress(format!("moving etcd's revision from {current} past {revision}, so that old resourceVersions get 410 Gone"));
+        progress(format!(
+            "moving etcd's revision from {current} past {revision} ({} writes to one key), so that old resourceVersions get 410 Gone",
+            grouped((revision - current + 1) as u64)
+        ));
         while current <= revision {
             let needed = (revision - current + 1) as u64;
             advanced_by += advance(target, needed, &mut *progress).await?;
@@ -379,13 +382,16 @@ fn transactions(items: impl IntoIterator<Item = (String, Bytes)>) -> Vec<Vec<(St
 async fn advance<T: Target + ?Sized>(target: &T, count: u64, progress: &mut dyn FnMut(String)) -> Result<u64> {
     let mut puts = futures::stream::iter((0..count).map(|_| target.raw_put(MARKER_KEY, Bytes::from_static(b"1")))).buffer_unordered(PUT_CONCURRENCY);
     let mut done = 0u64;
-    let mut last = Instant::now();
+    let started = Instant::now();
+    let mut last = started;
     while let Some(put) = puts.next().await {
         put.context("writing the revision marker")?;
         done += 1;
         if last.elapsed() >= Duration::from_secs(1) {
             last = Instant::now();
-            progress(format!("  {}/{} revisions", grouped(done), grouped(count)));
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            let left = (count - done) as f64 / rate.max(1.0);
+            progress(format!("  {}/{} revisions ({:.0}/s, about {:.0} s left)", grouped(done), grouped(count), rate, left.ceil()));
         }
     }
     Ok(done)

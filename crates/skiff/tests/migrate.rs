@@ -210,7 +210,8 @@ fn a_sqlite_cluster_moves_to_etcd_with_its_objects_and_credentials() {
     assert!(gone, "a watch from resourceVersion {old_rv} (before the move) must get 410:\nstdout: {wout}\nstderr: {werr}");
 
     // --- The old kubeconfig's CA and token are the cluster's: they work on the new server. ---
-    assert_eq!(new.ca(), old_ca, "the CA came along in the datastore");
+    let pem = |b: Vec<u8>| String::from_utf8(b).unwrap().trim().to_string();
+    assert_eq!(pem(new.ca()), pem(old_ca), "the CA came along in the datastore");
     let out = kubectl_as(&old_kubeconfig, old_dir.path(), &new.addr, &["get", "configmap", "fresh", "-n", "shop", "-o", "name"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success() && stdout.trim() == "configmap/fresh", "old kubeconfig against the new server:\n{stdout}\n{stderr}");

@@ -14,7 +14,7 @@ pub const SERVERS_EXTENSION: &str = "skiff.dev/servers";
 /// costs a failover, not a stall; long enough for a large list.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientConfig {
     /// `https://host:port` URLs, tried in order (the first that answers is kept).
     pub servers: Vec<String>,
@@ -24,6 +24,18 @@ pub struct ClientConfig {
     pub ca_pem: String,
     /// Deadline of each request (not of watches).
     pub timeout: Duration,
+}
+
+/// Leaves the token out, so a config can be logged.
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("servers", &self.servers)
+            .field("token", &"<redacted>")
+            .field("ca_pem", &format_args!("<{} bytes>", self.ca_pem.len()))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -258,6 +270,7 @@ mod tests {
         assert_eq!(c.ca_pem, CA);
         assert_eq!(c.token, "secret");
         assert_eq!(c.servers, vec!["https://h:1"]);
+        assert!(!format!("{c:?}").contains("secret"), "the token stays out of logs");
     }
 
     #[test]

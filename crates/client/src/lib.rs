@@ -3,8 +3,8 @@
 //!
 //! - [`Client`]: JSON requests with a bearer token and the cluster CA, over a list of
 //!   server URLs. A request that cannot reach a server (connect error, timeout, or
-//!   503 from a server that lost its datastore) moves on to the next URL, and the
-//!   client sticks to the server that answered.
+//!   for reads a 503 from a server that lost its datastore) moves on to the next
+//!   URL, and the client sticks to the server that answered.
 //! - [`config::ClientConfig`]: the URLs, token and CA, read from a kubeconfig (the
 //!   `skiff.dev/servers` cluster extension lists every server).
 //! - [`leader`]: Lease-based leader election with upstream's timing semantics.
@@ -251,7 +251,7 @@ impl Client {
     /// Returns the status code and body of a 2xx answer, `Error::Api` otherwise.
     ///
     /// Failover: a server that cannot be connected to, or does not answer in time,
-    /// is skipped for every verb. A reads (GET, HEAD) also skips a server that
+    /// is skipped for every verb. A read (GET, HEAD) also skips a server that
     /// answers 503 or breaks the connection mid-answer; a write does not, since it
     /// may have been applied, so its 503 is returned as an API error.
     pub async fn request(&self, method: Method, path: &str, body: Option<(Bytes, &str)>) -> Result<(u16, Bytes)> {

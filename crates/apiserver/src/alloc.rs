@@ -456,11 +456,11 @@ async fn assign(app: &App, svc: &mut Value, held: &mut Reservations) -> Result<(
                     StatusError::invalid("", "Service", &name, vec![Cause::invalid("spec.clusterIPs[0]", &json!(ip), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")])
                 })?;
                 if !in_cidr(parsed, cidr) {
-                    return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid("spec.clusterIPs", &json!([ip]), &format!("failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}", cidr.0, cidr.1))]));
+                    return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid("spec.clusterIPs", &json!([ip]), format!("failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}", cidr.0, cidr.1))]));
                 }
                 let slot = Slot::ClusterIp(parsed);
                 if seen.holds(app, slot).await? || !held.claim(slot).await? {
-                    return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid("spec.clusterIPs", &json!([ip]), &format!("failed to allocate IP {ip}: provided IP is already allocated"))]));
+                    return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid("spec.clusterIPs", &json!([ip]), format!("failed to allocate IP {ip}: provided IP is already allocated"))]));
                 }
                 svc["spec"]["clusterIPs"] = json!([ip]);
             }
@@ -483,7 +483,7 @@ async fn assign(app: &App, svc: &mut Value, held: &mut Reservations) -> Result<(
             match svc["spec"]["ports"][i].get("nodePort").and_then(Value::as_i64) {
                 Some(n) => {
                     if n < lo as i64 || n > hi as i64 {
-                        return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid(format!("spec.ports[{i}].nodePort"), &json!(n), &format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"))]));
+                        return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid(format!("spec.ports[{i}].nodePort"), &json!(n), format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"))]));
                     }
                     let slot = Slot::NodePort(n);
                     if !own.insert(n) || seen.holds(app, slot).await? || !held.claim(slot).await? {

@@ -222,7 +222,7 @@ impl Client {
             let resp = match sent {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(e)) => {
-                    failures.push(format!("{url}: {}", describe(&e)));
+                    failures.push(format!("{url}: {}", describe(&e.without_url())));
                     continue;
                 }
                 Err(_) => {
@@ -262,8 +262,9 @@ impl Client {
             let resp = match self.builder(&method, &url, body.as_ref(), Some(self.shared.timeout)).send().await {
                 Ok(resp) => resp,
                 Err(e) => {
-                    failures.push(format!("{url}: {}", describe(&e)));
-                    if read || e.is_connect() || e.is_timeout() {
+                    let skip = read || e.is_connect() || e.is_timeout();
+                    failures.push(format!("{url}: {}", describe(&e.without_url())));
+                    if skip {
                         continue;
                     }
                     return Err(Error::Unreachable(failures.join("; ")));
@@ -273,7 +274,7 @@ impl Client {
             let bytes = match resp.bytes().await {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    failures.push(format!("{url}: reading the answer: {}", describe(&e)));
+                    failures.push(format!("{url}: reading the answer: {}", describe(&e.without_url())));
                     if read {
                         continue;
                     }
@@ -474,7 +475,7 @@ fn decode_events(resp: reqwest::Response, url: String) -> WatchEvents {
             match st.body.next().await {
                 Some(Ok(chunk)) => st.buf.extend_from_slice(&chunk),
                 Some(Err(e)) => {
-                    let err = Error::Unreachable(format!("{}: watch stream broke: {}", st.url, describe(&e)));
+                    let err = Error::Unreachable(format!("{}: watch stream broke: {}", st.url, describe(&e.without_url())));
                     st.buf.clear();
                     st.scanned = 0;
                     st.ended = true;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use skiff_client::{Client, ClientConfig, Error, PatchType, WatchEvent};
-use support::{closed_url, TestServer, Unavailable};
+use support::{closed_url, Answer, FakeServer, Relay, Silent, TestServer};
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
 
@@ -107,7 +107,7 @@ async fn when_every_server_is_down_the_error_names_each_of_them() {
 #[tokio::test]
 async fn a_server_answering_503_is_skipped_for_reads_but_not_for_writes() {
     let ts = TestServer::start().await;
-    let down = Unavailable::start(&ts.dir.path().join("data")).await;
+    let down = FakeServer::start(&ts.dir.path().join("data"), Answer::Unavailable).await;
     let client = Client::new(ts.config(vec![down.url(), ts.url()])).unwrap();
 
     client.get("/api/v1/namespaces/default").await.unwrap();
@@ -132,6 +132,38 @@ async fn a_server_answering_503_is_skipped_for_reads_but_not_for_writes() {
     let err = only_down.get("/api/v1/namespaces").await.unwrap_err();
     let Error::Unreachable(text) = &err else { panic!("{err:?}") };
     assert!(text.contains("503") && text.contains("the datastore is unavailable"), "{text}");
+}
+
+#[tokio::test]
+async fn servers_that_do_not_answer_in_time_are_skipped_for_every_verb() {
+    let ts = TestServer::start().await;
+    let hang = FakeServer::start(&ts.dir.path().join("data"), Answer::Hang).await;
+    let silent = Silent::start().await;
+    let timeout = Duration::from_millis(500);
+    let client = |first: String| {
+        let mut config = ts.config(vec![first, ts.url()]);
+        config.timeout = timeout;
+        Client::new(config).unwrap()
+    };
+
+    // Connected, but the TLS handshake never completes.
+    let started = std::time::Instant::now();
+    client(silent.url()).get("/api/v1/namespaces/default").await.unwrap();
+    assert!(started.elapsed() >= timeout && started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+    // Connected and sent, but no answer.
+    let reader = client(hang.url());
+    let started = std::time::Instant::now();
+    reader.get("/api/v1/namespaces/default").await.unwrap();
+    assert!(started.elapsed() >= timeout && started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(reader.current_server(), ts.url());
+    let writer = client(hang.url());
+    writer.create(CONFIGMAPS, &configmap("after-timeout", json!({}))).await.unwrap();
+    assert_eq!(writer.current_server(), ts.url());
+    let watcher = client(hang.url());
+    let _events = watcher.watch(CONFIGMAPS).await.unwrap();
+    assert_eq!(watcher.current_server(), ts.url());
+    assert_eq!(hang.requests(), 3);
 }
 
 #[tokio::test]
@@ -252,4 +284,20 @@ async fn a_watch_that_the_server_refuses_is_an_api_error() {
     let client = ts.client();
     let err = client.watch("/api/v1/namespaces/default/nosuchthings").await.err().expect("refused");
     assert!(err.is_not_found(), "{err}");
+}
+
+#[tokio::test]
+async fn a_watch_whose_connection_breaks_yields_an_error_and_ends() {
+    let ts = TestServer::start().await;
+    let relay = Relay::start(ts.server.addr).await;
+    let client = Client::new(ts.config(vec![relay.url()])).unwrap();
+    let mut events = client.watch(CONFIGMAPS).await.unwrap();
+    ts.client().create(CONFIGMAPS, &configmap("before-the-break", json!({}))).await.unwrap();
+    assert_eq!(next_for(&mut events, "before-the-break").await.kind, "ADDED");
+
+    drop(relay);
+    let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(5), events.collect()).await.expect("the stream ends");
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    let err = rest.into_iter().next().unwrap().unwrap_err();
+    assert!(matches!(err, Error::Unreachable(_)), "{err:?}");
 }

@@ -1,6 +1,6 @@
 //! What the client's integration tests share: an in-process Skiff server on a
 //! temporary SQLite store, addresses nobody listens on, a TCP relay that can be
-//! cut, and a server that answers 503 to everything.
+//! cut, servers that answer 503 or nothing at all.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -92,17 +92,26 @@ impl Drop for Relay {
     }
 }
 
-/// A server with the same CA as a real one that answers every request with a 503
-/// Status, as a Skiff server does when its datastore is gone. Counts requests.
-pub struct Unavailable {
+/// How a [`FakeServer`] answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    /// A 503 Status, as a Skiff server answers when its datastore is gone.
+    Unavailable,
+    /// Nothing, for a minute.
+    Hang,
+}
+
+/// A server with the same CA as a real one that answers every request alike.
+/// Counts requests.
+pub struct FakeServer {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
     _dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Unavailable {
-    pub async fn start(same_ca_as: &Path) -> Unavailable {
+impl FakeServer {
+    pub async fn start(same_ca_as: &Path, answer: Answer) -> FakeServer {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("pki")).unwrap();
         for file in ["ca.crt", "ca.key"] {
@@ -118,6 +127,9 @@ impl Unavailable {
             let counter = counter.clone();
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
+                if let Answer::Hang = answer {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
                 let status = serde_json::json!({
                     "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "message": "the datastore is unavailable", "reason": "ServiceUnavailable", "code": 503,
@@ -126,7 +138,7 @@ impl Unavailable {
             }
         });
         let task = tokio::spawn(skiff_apiserver::http::serve(listener, tls, router));
-        Unavailable { addr, requests, _dir: dir, task }
+        FakeServer { addr, requests, _dir: dir, task }
     }
 
     pub fn url(&self) -> String {
@@ -138,7 +150,37 @@ impl Unavailable {
     }
 }
 
-impl Drop for Unavailable {
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A port that accepts connections and then says nothing, not even TLS.
+pub struct Silent {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Silent {
+    pub async fn start() -> Silent {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        Silent { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+}
+
+impl Drop for Silent {
     fn drop(&mut self) {
         self.task.abort();
     }

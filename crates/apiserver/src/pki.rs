@@ -156,8 +156,9 @@ impl Shared {
     fn write_local(&self, data_dir: &Path) -> Result<()> {
         let pki = data_dir.join("pki");
         fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
-        write_private(&pki.join("ca.crt"), &self.ca_crt)?;
-        write_private(&pki.join("ca.key"), &self.ca_key)?;
+        // PEM files end with a newline, as rcgen writes them.
+        write_private(&pki.join("ca.crt"), &format!("{}\n", self.ca_crt))?;
+        write_private(&pki.join("ca.key"), &format!("{}\n", self.ca_key))?;
         write_private(&pki.join("admin.token"), &self.admin_token)?;
         write_private(&data_dir.join("node-token"), &self.node_token)
     }

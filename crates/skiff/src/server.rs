@@ -161,7 +161,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.run_controllers = !leader_elect;
     config.kubeconfig_servers = args.server_urls.clone();
     let server = Server::start(config, store).await?;
-    let mut tasks = Vec::new();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut elector_task = None;
     if leader_elect {
         let identity = identity(&args.data_dir)?;
         // The elector talks to this server only: a server cut off from its datastore
@@ -176,7 +177,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let elector = LeaderElector::new(client, "kube-system", CONTROLLERS_LEASE, &identity, timing);
         let app = server.app.clone();
         eprintln!("  controllers: run while this server holds kube-system/{CONTROLLERS_LEASE} (identity {identity})");
-        tasks.push(tokio::spawn(elector.run(move || Server::controllers(app.clone()))));
+        let stopped = async move {
+            let _ = stop_rx.await;
+        };
+        elector_task = Some(tokio::spawn(elector.run_until(move || Server::controllers(app.clone()), stopped)));
     }
     eprintln!("skiff server listening on https://{} (ready in {} ms)", server.addr, started.elapsed().as_millis());
     eprintln!("  admin kubeconfig: {}", server.kubeconfig.display());
@@ -186,8 +190,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     println!("listening {}", server.addr);
     shutdown_signal().await;
     eprintln!("skiff server: shutting down");
-    for t in tasks {
-        t.abort();
+    // Hand the controllers' Lease over at once rather than after its duration.
+    let _ = stop_tx.send(());
+    if let Some(task) = elector_task {
+        if tokio::time::timeout(Duration::from_secs(3), task).await.is_err() {
+            eprintln!("skiff server: could not release the controllers' Lease in time; another server takes over when it expires");
+        }
     }
     drop(server);
     Ok(())

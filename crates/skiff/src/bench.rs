@@ -1,8 +1,12 @@
 //! `skiff bench api`: API server throughput and latency, each figure next to a
 //! baseline measured in the same run (machines here are noisy, so only ratios travel).
 //!
-//! - creates/s and mutating-call p50/p99 under concurrent writers, against raw
-//!   `Store::create` on a separate SQLite file (the datastore's own limit);
+//! Each backend (`--backends sqlite,etcd`) gets its own server and datastore, and a
+//! block of figures; a last block gives the etcd/SQLite ratios of the headline ones.
+//!
+//! - creates/s and mutating-call p50/p99 under concurrent writers, against the
+//!   backend's cheapest write: raw `Store::create` on a separate SQLite file, or a
+//!   plain etcd put under a separate prefix (the datastore's own limit);
 //! - LIST latency at 10k and 100k pods from the watch cache, against a raw store range
 //!   read of the same keys;
 //! - write-to-watch-event delay with 1,000 watchers, against one watcher.
@@ -17,7 +21,7 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
 use skiff_apiserver::{Config, Server, Settings};
-use skiff_store::{ListOptions, SqliteStore, Store};
+use skiff_store::{EtcdStore, ListOptions, LocalEtcd, SqliteStore, Store};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -46,7 +50,17 @@ pub struct ApiArgs {
     /// Concurrent watchers for the fan-out figure.
     #[arg(long, default_value_t = 1000)]
     pub watchers: usize,
-    /// Keep the data directory here instead of a temporary one.
+    /// Datastores to measure, one after the other, each under its own server.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,etcd")]
+    pub backends: Vec<Backend>,
+    /// The etcd cluster for the etcd run (`etcd://host:2379,…[/prefix]`; the run
+    /// writes under a fresh sub-prefix). Without it, a one-member etcd is started on
+    /// loopback in the data directory (needs the etcd binary).
+    #[arg(long, value_name = "URL")]
+    pub etcd: Option<String>,
+    #[command(flatten)]
+    pub etcd_tls: crate::server::EtcdTlsArgs,
+    /// Keep the data directories here (one per backend) instead of a temporary one.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
 }
@@ -163,40 +177,260 @@ where
     Ok((all, wall))
 }
 
+/// A datastore the benchmark runs on.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Etcd,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Etcd => "etcd",
+        }
+    }
+}
+
+/// The server's datastore, kept concrete so that fixtures can be seeded the way
+/// each backend takes best.
+enum ServerStore {
+    Sqlite(Arc<SqliteStore>),
+    Etcd(Arc<EtcdStore>),
+}
+
+impl ServerStore {
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            ServerStore::Sqlite(s) => s.clone(),
+            ServerStore::Etcd(s) => s.clone(),
+        }
+    }
+
+    /// Writes fixture objects straight into the store (no API), one create each.
+    /// Not etcd transactions of many creates: those give many keys one revision,
+    /// and a watch cache applies one event per revision.
+    async fn seed(&self, items: Vec<(String, Bytes)>) -> Result<()> {
+        let store = self.store();
+        let writers = match self {
+            // Group commit batches concurrent creates; more writers add nothing.
+            ServerStore::Sqlite(_) => 16,
+            // Each etcd create is a round trip through raft: overlap more of them.
+            ServerStore::Etcd(_) => 64,
+        };
+        let items = Arc::new(items);
+        concurrent(items.len(), writers, move |i| {
+            let store = store.clone();
+            let items = items.clone();
+            async move {
+                let (key, value) = &items[i];
+                store.create(key, value.clone()).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// The write the baseline repeats: the cheapest one the backend offers.
+enum RawWriter {
+    /// `Store::create` on a separate SQLite file.
+    Sqlite(Arc<SqliteStore>),
+    /// A plain etcd put under a separate prefix (no transaction, no comparison).
+    Etcd(Arc<EtcdStore>),
+}
+
+impl RawWriter {
+    fn describe(&self) -> &'static str {
+        match self {
+            RawWriter::Sqlite(_) => "raw SQLite creates",
+            RawWriter::Etcd(_) => "raw etcd puts",
+        }
+    }
+
+    async fn write(&self, key: &str, value: Bytes) -> Result<()> {
+        match self {
+            RawWriter::Sqlite(s) => drop(s.create(key, value).await?),
+            RawWriter::Etcd(s) => drop(s.raw_put(key, value).await?),
+        }
+        Ok(())
+    }
+}
+
+/// One backend, ready to measure: the server's store, the baseline's, and where they live.
+struct Datastores {
+    server: ServerStore,
+    raw: RawWriter,
+    /// Printed in the block's title.
+    location: String,
+}
+
+/// Latency summary of many calls and their rate.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Rate {
+    fn of(sorted: &[Duration], wall: Duration) -> Rate {
+        Rate { per_sec: sorted.len() as f64 / wall.as_secs_f64().max(1e-9), p50: pct(sorted, 0.5), p99: pct(sorted, 0.99) }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ListFigure {
+    size: usize,
+    api: Duration,
+    raw: Duration,
+    bytes: usize,
+}
+
+/// Everything one backend's run measured.
+#[derive(Debug, Clone)]
+struct Figures {
+    backend: Backend,
+    baseline: Rate,
+    creates: Rate,
+    patches: Rate,
+    steady_p50: Duration,
+    steady_p99: Duration,
+    lists: Vec<ListFigure>,
+    watch_one: (Duration, Duration),
+    watch_many: (Duration, Duration),
+}
+
 async fn api(args: ApiArgs) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().join("server"));
-    println!("skiff bench api: {} writes by {} writers, LIST at {:?} pods, {} watchers", args.writes, args.writers, args.list_sizes, args.watchers);
+    let root = args.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let backends: Vec<Backend> = args.backends.iter().fold(Vec::new(), |mut v, b| {
+        if !v.contains(b) {
+            v.push(*b);
+        }
+        v
+    });
+    anyhow::ensure!(!backends.is_empty(), "--backends names no backend");
+    println!(
+        "skiff bench api: {} writes by {} writers, LIST at {:?} pods, {} watchers; backends {}",
+        args.writes,
+        args.writers,
+        args.list_sizes,
+        args.watchers,
+        backends.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+    );
 
-    // --- Baseline: raw datastore creates (no HTTP, no API machinery). ---
-    let raw: Arc<dyn Store> = Arc::new(SqliteStore::open(&tmp.path().join("baseline.db"))?);
+    let mut all = Vec::new();
+    for backend in backends {
+        let dir = root.join(backend.name());
+        std::fs::create_dir_all(&dir)?;
+        // The local etcd (when one is started) lives as long as its run.
+        let mut local_etcd = None;
+        let stores = match backend {
+            Backend::Sqlite => Datastores {
+                server: ServerStore::Sqlite(Arc::new(SqliteStore::open(&dir.join("state.db"))?)),
+                raw: RawWriter::Sqlite(Arc::new(SqliteStore::open(&dir.join("baseline.db"))?)),
+                location: format!("state.db in {}", dir.display()),
+            },
+            Backend::Etcd => {
+                let (url, location) = match &args.etcd {
+                    Some(url) => {
+                        // A fresh prefix per run, so a shared etcd's data is never touched.
+                        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                        let base = args.etcd_tls.etcd_config(url)?;
+                        let prefix = format!("{}/bench-{stamp}", base.prefix);
+                        let mut base = base;
+                        base.prefix = prefix.clone();
+                        (base.url(), format!("{url}, under {prefix} (remove afterwards: etcdctl del --prefix {prefix}/)"))
+                    }
+                    None => {
+                        let etcd = LocalEtcd::start_in(&dir.join("members"), 1).map_err(|e| anyhow::anyhow!("starting a local etcd: {e}"))?;
+                        let url = format!("{}/skiff", etcd.url());
+                        let location = format!("no --etcd given: started a one-member etcd on loopback, data in {}", dir.join("members").display());
+                        local_etcd = Some(etcd);
+                        (url, location)
+                    }
+                };
+                let server_config = args.etcd_tls.etcd_config(&url)?;
+                let mut raw_config = server_config.clone();
+                raw_config.prefix = format!("{}-baseline", server_config.prefix);
+                Datastores {
+                    server: ServerStore::Etcd(Arc::new(EtcdStore::connect(server_config).await?)),
+                    raw: RawWriter::Etcd(Arc::new(EtcdStore::connect(raw_config).await?)),
+                    location,
+                }
+            }
+        };
+        println!();
+        println!("=== {} ({}) ===", backend.name(), stores.location);
+        let figures = run_backend(&args, backend, &dir, stores).await?;
+        drop(local_etcd);
+        all.push(figures);
+    }
+    if let (Some(sqlite), Some(etcd)) = (all.iter().find(|f| f.backend == Backend::Sqlite), all.iter().find(|f| f.backend == Backend::Etcd)) {
+        compare(sqlite, etcd, args.watchers);
+    }
+    Ok(())
+}
+
+/// Prints the etcd/SQLite ratios of the headline figures.
+fn compare(sqlite: &Figures, etcd: &Figures, watchers: usize) {
+    println!();
+    println!("=== etcd / sqlite ===");
+    println!("{:<40} {:>12} {:>12} {:>12}", "figure", "sqlite", "etcd", "etcd/sqlite");
+    let row = |name: &str, s: String, e: String, ratio: f64| println!("{name:<40} {s:>12} {e:>12} {ratio:>11.2}x");
+    row("baseline writes/s", format!("{:.0}/s", sqlite.baseline.per_sec), format!("{:.0}/s", etcd.baseline.per_sec), etcd.baseline.per_sec / sqlite.baseline.per_sec);
+    row("api creates/s", format!("{:.0}/s", sqlite.creates.per_sec), format!("{:.0}/s", etcd.creates.per_sec), etcd.creates.per_sec / sqlite.creates.per_sec);
+    row(
+        "api creates / own baseline",
+        format!("{:.2}x", sqlite.creates.per_sec / sqlite.baseline.per_sec),
+        format!("{:.2}x", etcd.creates.per_sec / etcd.baseline.per_sec),
+        (etcd.creates.per_sec / etcd.baseline.per_sec) / (sqlite.creates.per_sec / sqlite.baseline.per_sec),
+    );
+    row("api merge patches/s", format!("{:.0}/s", sqlite.patches.per_sec), format!("{:.0}/s", etcd.patches.per_sec), etcd.patches.per_sec / sqlite.patches.per_sec);
+    let lat = |name: &str, s: Duration, e: Duration| row(name, ms(s), ms(e), e.as_secs_f64() / s.as_secs_f64().max(1e-9));
+    lat("steady mutations p50", sqlite.steady_p50, etcd.steady_p50);
+    lat("steady mutations p99", sqlite.steady_p99, etcd.steady_p99);
+    for s in &sqlite.lists {
+        if let Some(e) = etcd.lists.iter().find(|e| e.size == s.size) {
+            lat(&format!("LIST {} pods ({:.1} MB, median)", s.size, s.bytes as f64 / 1e6), s.api, e.api);
+            lat(&format!("  raw range read of {} pods", s.size), s.raw, e.raw);
+        }
+    }
+    lat("watch delay p99, 1 watcher", sqlite.watch_one.1, etcd.watch_one.1);
+    lat(&format!("watch delay p99, {watchers} watchers"), sqlite.watch_many.1, etcd.watch_many.1);
+}
+
+/// The whole API benchmark on one backend; prints its block and returns the figures.
+async fn run_backend(args: &ApiArgs, backend: Backend, dir: &Path, stores: Datastores) -> Result<Figures> {
+    // --- Baseline: the backend's cheapest write (no HTTP, no API machinery). ---
+    let raw = Arc::new(stores.raw);
     let value = Bytes::from(serde_json::to_vec(&pod("bench", "x"))?);
     let (raw_lat, raw_wall) = {
         let raw = raw.clone();
         concurrent(args.writes, args.writers, move |i| {
             let raw = raw.clone();
             let value = value.clone();
-            async move {
-                raw.create(&format!("/registry/core/pods/bench/raw-{i}"), value).await?;
-                Ok(())
-            }
+            async move { raw.write(&format!("/registry/core/pods/bench/raw-{i}"), value).await }
         })
         .await?
     };
-    let raw_rate = args.writes as f64 / raw_wall.as_secs_f64();
-    println!("baseline  raw store creates: {:>9.0}/s   p50 {}  p99 {}", raw_rate, ms(pct(&raw_lat, 0.5)), ms(pct(&raw_lat, 0.99)));
+    let baseline = Rate::of(&raw_lat, raw_wall);
+    println!(
+        "baseline  {:<26}{:>9.0}/s   p50 {}  p99 {}",
+        format!("{}:", raw.describe()),
+        baseline.per_sec,
+        ms(baseline.p50),
+        ms(baseline.p99)
+    );
+    drop(raw);
 
-    // --- The server, on its own SQLite file. ---
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&{
-        std::fs::create_dir_all(&dir)?;
-        dir.join("state.db")
-    })?);
-    let server = Server::start(
-        Config::new(dir.clone(), "127.0.0.1:0".parse()?, Settings::default()),
-        store.clone(),
-    )
-    .await?;
-    let client = Arc::new(Client::new(&server, &dir)?);
+    // --- The server, on its own datastore. ---
+    let store = stores.server.store();
+    let server = Server::start(Config::new(dir.to_path_buf(), "127.0.0.1:0".parse()?, Settings::default()), store.clone()).await?;
+    let client = Arc::new(Client::new(&server, dir)?);
     client.post("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})).await?;
 
     let (lat, wall) = {
@@ -211,19 +445,18 @@ async fn api(args: ApiArgs) -> Result<()> {
         })
         .await?
     };
-    let rate = args.writes as f64 / wall.as_secs_f64();
+    let creates = Rate::of(&lat, wall);
     println!(
-        "api       creates:            {:>9.0}/s   p50 {}  p99 {}   ratio to raw store {:.2}x",
-        rate,
-        ms(pct(&lat, 0.5)),
-        ms(pct(&lat, 0.99)),
-        rate / raw_rate
+        "api       creates:                  {:>9.0}/s   p50 {}  p99 {}   ratio to baseline {:.2}x",
+        creates.per_sec,
+        ms(creates.p50),
+        ms(creates.p99),
+        creates.per_sec / baseline.per_sec
     );
 
     let (plat, pwall) = {
         let c = client.clone();
-        let n = args.writes;
-        concurrent(n, args.writers, move |i| {
+        concurrent(args.writes, args.writers, move |i| {
             let c = c.clone();
             async move {
                 let s = c.patch(&format!("/api/v1/namespaces/bench/pods/p-{i}"), &json!({"metadata": {"labels": {"patched": "yes"}}})).await?;
@@ -233,12 +466,8 @@ async fn api(args: ApiArgs) -> Result<()> {
         })
         .await?
     };
-    println!(
-        "api       patches (merge):    {:>9.0}/s   p50 {}  p99 {}",
-        args.writes as f64 / pwall.as_secs_f64(),
-        ms(pct(&plat, 0.5)),
-        ms(pct(&plat, 0.99))
-    );
+    let patches = Rate::of(&plat, pwall);
+    println!("api       patches (merge):          {:>9.0}/s   p50 {}  p99 {}", patches.per_sec, ms(patches.p50), ms(patches.p99));
 
     // --- Steady load: creates, patches and deletes at a fixed offered rate. ---
     let total = (args.steady_rate * args.steady_seconds) as usize;
@@ -265,43 +494,38 @@ async fn api(args: ApiArgs) -> Result<()> {
         steady.push(t.await??);
     }
     steady.sort();
+    let (steady_p50, steady_p99) = (pct(&steady, 0.5), pct(&steady, 0.99));
     println!(
-        "api       steady mutations at {}/s: p50 {}  p99 {}   (aim: p99 < 20 ms)   ratio to raw store p99 {:.2}x",
+        "api       steady mutations at {}/s: p50 {}  p99 {}   (aim: p99 < 20 ms)   ratio to baseline p99 {:.2}x",
         args.steady_rate,
-        ms(pct(&steady, 0.5)),
-        ms(pct(&steady, 0.99)),
-        pct(&steady, 0.99).as_secs_f64() / pct(&raw_lat, 0.99).as_secs_f64().max(1e-9)
+        ms(steady_p50),
+        ms(steady_p99),
+        steady_p99.as_secs_f64() / baseline.p99.as_secs_f64().max(1e-9)
     );
 
     // --- LIST at each size: pods are seeded straight into the server's store. ---
     let mut have = args.writes;
+    let mut lists = Vec::new();
     for &size in &args.list_sizes {
         if size > have {
-            let value = Bytes::from(serde_json::to_vec(&pod("bench", "seed"))?);
-            let started = Instant::now();
-            let seeded = {
-                let store = store.clone();
-                let from = have;
-                concurrent(size - have, 16, move |i| {
-                    let store = store.clone();
-                    let mut v: serde_json::Value = serde_json::from_slice(&value).expect("json");
-                    let name = format!("s-{:07}", from + i);
+            let template: serde_json::Value = pod("bench", "seed");
+            let items = (have..size)
+                .map(|i| {
+                    let mut v = template.clone();
+                    let name = format!("s-{i:07}");
                     v["metadata"]["name"] = json!(name);
                     v["metadata"]["uid"] = json!(format!("uid-{name}"));
                     v["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-                    async move {
-                        store.create(&format!("/registry/core/pods/bench/{name}"), Bytes::from(serde_json::to_vec(&v)?)).await?;
-                        Ok(())
-                    }
+                    Ok((format!("/registry/core/pods/bench/{name}"), Bytes::from(serde_json::to_vec(&v)?)))
                 })
-                .await?
-            };
-            drop(seeded);
+                .collect::<Result<Vec<_>>>()?;
+            let started = Instant::now();
+            stores.server.seed(items).await?;
             have = size;
+            // Let the cache catch up, then measure.
+            wait_for_pod(&client, &format!("s-{:07}", size - 1)).await?;
             eprintln!("  seeded {} pods in {:.1}s", size, started.elapsed().as_secs_f64());
         }
-        // Let the cache catch up, then measure.
-        let _ = client.get_bytes("/api/v1/namespaces/bench/pods?limit=1").await?;
         let mut api_times = Vec::new();
         let mut bytes = 0;
         for _ in 0..5 {
@@ -314,39 +538,59 @@ async fn api(args: ApiArgs) -> Result<()> {
         let mut raw_times = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
-            let l = store.list("/registry/core/pods/bench/", ListOptions::default()).await?;
+            let n = raw_range_read(store.as_ref(), "/registry/core/pods/bench/").await?;
             raw_times.push(t.elapsed());
-            anyhow::ensure!(l.items.len() >= size, "store has {} pods, expected {size}", l.items.len());
+            anyhow::ensure!(n >= size, "store has {n} pods, expected {size}");
         }
         raw_times.sort();
+        let figure = ListFigure { size, api: pct(&api_times, 0.5), raw: pct(&raw_times, 0.5), bytes };
         println!(
-            "api       LIST {:>6} pods:    median {}  ({:.1} MB)   raw store range read median {}   ratio {:.2}x",
+            "api       LIST {:>6} pods:          median {}  ({:.1} MB)   raw store range read median {}   ratio {:.2}x",
             size,
-            ms(pct(&api_times, 0.5)),
+            ms(figure.api),
             bytes as f64 / 1e6,
-            ms(pct(&raw_times, 0.5)),
-            pct(&api_times, 0.5).as_secs_f64() / pct(&raw_times, 0.5).as_secs_f64().max(1e-9)
+            ms(figure.raw),
+            figure.api.as_secs_f64() / figure.raw.as_secs_f64().max(1e-9)
         );
+        lists.push(figure);
     }
 
     // --- Watch fan-out. ---
     client.post("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "watch-bench"}})).await?;
     let one = watch_delay(&client, 1, 20, "w1").await?;
     let many = watch_delay(&client, args.watchers, 20, "wn").await?;
-    println!(
-        "api       watch delay, 1 watcher:       p50 {}  p99 {}",
-        ms(pct(&one, 0.5)),
-        ms(pct(&one, 0.99))
-    );
+    let watch_one = (pct(&one, 0.5), pct(&one, 0.99));
+    let watch_many = (pct(&many, 0.5), pct(&many, 0.99));
+    println!("api       watch delay, 1 watcher:       p50 {}  p99 {}", ms(watch_one.0), ms(watch_one.1));
     println!(
         "api       watch delay, {} watchers:  p50 {}  p99 {}   ratio to 1 watcher (p99) {:.2}x",
         args.watchers,
-        ms(pct(&many, 0.5)),
-        ms(pct(&many, 0.99)),
-        pct(&many, 0.99).as_secs_f64() / pct(&one, 0.99).as_secs_f64().max(1e-9)
+        ms(watch_many.0),
+        ms(watch_many.1),
+        watch_many.1.as_secs_f64() / watch_one.1.as_secs_f64().max(1e-9)
     );
     drop(server);
-    Ok(())
+    Ok(Figures { backend, baseline, creates, patches, steady_p50, steady_p99, lists, watch_one, watch_many })
+}
+
+/// Waits until the API's LIST (served by the watch cache) shows the pod `name`, the
+/// last one seeded, so that the seeded objects are measured, not the cache catching up.
+async fn wait_for_pod(client: &Client, name: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let page = client.get_bytes(&format!("/api/v1/namespaces/bench/pods?fieldSelector=metadata.name%3D{name}")).await?;
+        let v: serde_json::Value = serde_json::from_slice(&page)?;
+        if v["items"].as_array().is_some_and(|items| !items.is_empty()) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the watch cache has not shown pod {name} after 2 minutes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads every key under `prefix` straight from the store; returns how many.
+async fn raw_range_read(store: &dyn Store, prefix: &str) -> Result<usize> {
+    Ok(store.list(prefix, ListOptions::default()).await?.items.len())
 }
 
 /// Opens `watchers` watches on a namespace, writes `events` ConfigMaps one at a time,

@@ -64,6 +64,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Watch responses buffered between the etcd stream and the consumer.
 const WATCH_BUFFER: usize = 64;
 
+/// How long a requested progress notification from an older etcd is held back
+/// at least (see [`ProgressMode::Guarded`]).
+const PROGRESS_HOLD: Duration = Duration::from_millis(250);
+
 /// Back-off between rounds of attempts over every member.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
@@ -845,39 +849,41 @@ impl Shared {
     /// binary-search when another server compacted further.
     async fn compacted_revision_at_least(&self, floor: Revision) -> std::result::Result<Revision, Failure> {
         let known = self.compacted.load(Ordering::Acquire).max(floor);
-        let found = if known > 0 && !self.readable(known).await? {
-            // Compacted beyond `known`; the current revision is always readable.
-            let mut low = known + 1;
-            let mut high = self.current_revision().await?.max(low);
-            while low < high {
-                let mid = low + (high - low) / 2;
-                if self.readable(mid).await? {
-                    high = mid;
-                } else {
-                    low = mid + 1;
-                }
-            }
-            low
-        } else if known > 1 && self.readable(known - 1).await? {
-            // Not compacted as far as believed (a restored cluster): search below.
-            let (mut low, mut high) = (1, known - 1);
-            while low < high {
-                let mid = low + (high - low) / 2;
-                if self.readable(mid).await? {
-                    high = mid;
-                } else {
-                    low = mid + 1;
-                }
-            }
-            // Revision 1 readable means nothing is compacted as far as reads show.
-            let found = if low <= 1 { 0 } else { low };
+        // Revision 0 means "latest" to etcd, so the search starts at 1.
+        let start = known.max(1);
+        if !self.readable(start).await? {
+            // Compacted beyond what we knew; the current revision is always readable.
+            let high = self.current_revision().await?.max(start + 1);
+            let found = self.first_readable(start + 1, high).await?;
+            self.compacted.fetch_max(found, Ordering::AcqRel);
+            return Ok(found);
+        }
+        if start > 1 && self.readable(start - 1).await? {
+            // Not compacted as far as believed (the cluster was restored from an
+            // older snapshot): search below.
+            let found = self.first_readable(1, start - 1).await?;
+            // Revision 1 readable: nothing is compacted as far as reads can tell.
+            let found = if found <= 1 { 0 } else { found };
             self.compacted.store(found, Ordering::Release);
             return Ok(found);
-        } else {
-            known
-        };
+        }
+        // `start` is readable and the one before it is not (or it is revision 1).
+        let found = if start == 1 { known } else { start };
         self.compacted.fetch_max(found, Ordering::AcqRel);
         Ok(found)
+    }
+
+    /// The lowest readable revision in `[low, high]`, given that `high` is readable.
+    async fn first_readable(&self, mut low: Revision, mut high: Revision) -> std::result::Result<Revision, Failure> {
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.readable(mid).await? {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        Ok(low)
     }
 
     /// Asks every member its version; progress notifications are trusted only if
@@ -935,8 +941,9 @@ struct Progress {
     announced: Revision,
     /// Whether the etcd watcher has caught up with history.
     synced: bool,
-    /// A requested notification waiting for the next one to confirm it.
-    pending: Option<Revision>,
+    /// A requested notification held back until a later one confirms it, with
+    /// when it arrived.
+    pending: Option<(Revision, Instant)>,
 }
 
 impl Follower {
@@ -1007,31 +1014,44 @@ impl Follower {
             return Vec::new();
         }
         if !response.events().is_empty() {
-            let events: Vec<Event> = response.events().iter().filter_map(|e| self.event(e)).collect();
-            let last = response.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).max().unwrap_or(revision);
+            let revisions = || response.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision());
+            let (first, last) = (revisions().min().unwrap_or(revision), revisions().max().unwrap_or(revision));
             if revision >= self.created_revision {
                 progress.synced = true;
             }
-            // A held-back notification that events then overtook was premature.
-            if progress.pending.is_some_and(|p| p >= response.events().iter().filter_map(|e| e.kv()).map(|kv| kv.mod_revision()).min().unwrap_or(last)) {
+            // A held-back notification that these events overtook was premature.
+            if progress.pending.is_some_and(|(p, _)| p >= first) {
                 progress.pending = None;
             }
             progress.announced = progress.announced.max(last);
+            let events: Vec<Event> = response.events().iter().filter_map(|e| self.event(e)).collect();
             return if events.is_empty() { Vec::new() } else { vec![Ok(WatchResponse::Events(events))] };
         }
         // No events: a progress notification. Requested ones carry watch id -1;
         // etcd's own periodic ones carry the watcher's id and are always ordered.
-        let trusted = progress.mode == ProgressMode::Ordered || response.watch_id() == self.watch_id;
-        if response.watch_id() == self.watch_id {
+        let own = response.watch_id() == self.watch_id;
+        if own {
             progress.synced = true;
         }
-        let announce = if trusted {
+        let announce = if progress.mode == ProgressMode::Ordered || own {
             Some(revision)
         } else if !progress.synced {
             progress.pending = None;
             None
         } else {
-            progress.pending.replace(revision)
+            match progress.pending {
+                // Held long enough, and a later answer came after it: whatever
+                // etcd had queued before it has been delivered by now.
+                Some((held, since)) if since.elapsed() >= PROGRESS_HOLD => {
+                    progress.pending = Some((revision, Instant::now()));
+                    Some(held)
+                }
+                Some(_) => None,
+                None => {
+                    progress.pending = Some((revision, Instant::now()));
+                    None
+                }
+            }
         };
         match announce {
             Some(rev) if rev > progress.announced => {
@@ -1154,11 +1174,11 @@ fn classify(error: etcd_client::Error) -> Classified {
     } else {
         use tonic_code::*;
         match status.code() as i32 {
-            UNAVAILABLE | DEADLINE_EXCEEDED | CANCELLED | ABORTED => {
-                let not_sent = connect_failed(&status);
-                (Failure::Unavailable(format!("etcd: {message}")), true, not_sent)
-            }
+            UNAVAILABLE | DEADLINE_EXCEEDED | CANCELLED | ABORTED => (Failure::Unavailable(format!("etcd: {}", describe(status.message(), &status))), true, connect_failed(&status)),
             RESOURCE_EXHAUSTED => (Failure::TooLarge(message.to_string()), false, false),
+            // A connection that broke or a TLS handshake that failed (a refused
+            // client certificate shows up only on the first read).
+            UNKNOWN if has_io_error(&status) => (Failure::Unavailable(format!("etcd: {}", describe(status.message(), &status))), true, connect_failed(&status)),
             _ => (Failure::Other(etcd_client::Error::GRpcStatus(status)), false, false),
         }
     };
@@ -1168,10 +1188,38 @@ fn classify(error: etcd_client::Error) -> Classified {
 /// gRPC status codes, compared without depending on tonic's enum directly.
 mod tonic_code {
     pub const CANCELLED: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
     pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const ABORTED: i32 = 10;
     pub const UNAVAILABLE: i32 = 14;
+}
+
+/// The status message followed by its chain of causes ("transport error: … :
+/// received fatal alert: BadCertificate"), for messages that say what went wrong.
+fn describe(message: &str, error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = message.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn has_io_error(status: &impl std::error::Error) -> bool {
+    let mut source = status.source();
+    while let Some(error) = source {
+        if error.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Whether a failed call failed while connecting, before anything was sent: the

@@ -157,7 +157,7 @@ fn parse_endpoint(text: &str) -> std::result::Result<String, String> {
         }
     } else {
         match text.split_once(':') {
-            Some((host, _)) if host.is_empty() => return Err(format!("empty host in {text:?}")),
+            Some(("", _)) => return Err(format!("empty host in {text:?}")),
             Some((_, port)) if port.contains(':') => return Err(format!("IPv6 address {text:?} must be in brackets, like [::1]:2379")),
             Some((host, port)) => (host.to_string(), Some(port)),
             None => (text.to_string(), None),
@@ -226,9 +226,18 @@ struct Member {
 /// store's current revision, racing events still queued for the watcher (and the
 /// whole backlog of a watcher still catching up; etcd-io/etcd#15220). A watch cache
 /// that believed such a notification would skip those events for good. With older
-/// members the store therefore holds each notification back until the next one
-/// arrives a full interval later, drops it when an event at or below it shows up
-/// meanwhile, and announces nothing until the watcher has caught up.
+/// members the store therefore:
+/// - announces nothing until the watcher has caught up with history (an event
+///   batch at or past etcd's revision when the watch was created, one of etcd's
+///   own per-watcher notifications, or, for a watcher whose backlog had nothing
+///   under its prefix and so never says so, a few seconds);
+/// - holds each notification back for at least [`PROGRESS_HOLD`] and until a
+///   later one arrives, by which time etcd has sent whatever it had queued before
+///   it, and drops it if an event at or below it shows up meanwhile.
+///
+/// Progress then lags by about one interval, and a watcher that stays behind for
+/// seconds (an etcd too busy to send its backlog) could still be told too much;
+/// etcd versions with the fix have neither limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProgressMode {
     /// Notifications are ordered with events: forward them as they come.
@@ -263,7 +272,10 @@ impl ProgressMode {
 impl EtcdStore {
     /// Connects to the cluster and checks that it answers (within
     /// `request_timeout`); fails with `Unavailable` otherwise.
-    pub async fn connect(config: EtcdConfig) -> Result<EtcdStore> {
+    pub async fn connect(mut config: EtcdConfig) -> Result<EtcdStore> {
+        // `/skiff/` or `skiff` mean `/skiff`: keys are the prefix followed by `/…`.
+        let trimmed = config.prefix.trim_end_matches('/');
+        config.prefix = if trimmed.is_empty() || trimmed.starts_with('/') { trimmed.to_string() } else { format!("/{trimmed}") };
         if config.endpoints.is_empty() {
             return Err(StoreError::Unavailable("no etcd endpoints configured".into()));
         }
@@ -300,10 +312,9 @@ impl EtcdStore {
             progress_interval: config.progress_interval,
             endpoints: endpoints.clone(),
         };
-        shared.current_revision().await.map_err(|e| match e {
-            Failure::Unavailable(why) => StoreError::Unavailable(format!("etcd at {endpoints} did not answer within {:?}: {why}", config.request_timeout)),
-            other => other.into_store_error(None),
-        })?;
+        // Reads are retried until the deadline, so an unreachable cluster ends
+        // here with a message naming the endpoints and what went wrong.
+        shared.current_revision().await.map_err(|f| f.into_store_error(None))?;
         shared.progress = shared.progress_mode().await;
         tracing::debug!(endpoints = %endpoints, prefix = %config.prefix, progress = ?shared.progress, "connected to etcd");
         Ok(EtcdStore { config, shared: Arc::new(shared), _guard: None })
@@ -449,7 +460,20 @@ impl EtcdStore {
                     let more = response.more();
                     return Ok((response.take_kvs(), rev, more, limit));
                 }
-                Err(Failure::ResponseTooLarge(_)) if limit > 1 => limit /= 2,
+                Err(Failure::ResponseTooLarge(_)) if limit > 1 => {
+                    // Fewer keys than asked for may have made the page: halve
+                    // what was really there, not the limit.
+                    let options = GetOptions::new().with_range(end.to_vec()).with_revision(revision).with_count_only();
+                    let count = self
+                        .shared
+                        .call(Retry::Always, |mut m| {
+                            let (start, options) = (start.to_vec(), options.clone());
+                            async move { m.kv.get(start, Some(options)).await }
+                        })
+                        .await?
+                        .count();
+                    limit = (limit.min(count.max(0) as usize) / 2).max(1);
+                }
                 Err(f) => return Err(f),
             }
         }
@@ -737,14 +761,15 @@ impl Shared {
         let deadline = Instant::now() + self.request_timeout;
         let mut backoff = RETRY_MIN;
         let mut attempts = 0;
-        let mut last = String::from("no answer");
+        // The distinct errors seen, for the message when time runs out.
+        let mut errors: Vec<String> = Vec::new();
         loop {
             let index = self.pinned.load(Ordering::Acquire) % self.members.len();
             let attempt = tokio::time::timeout_at(deadline, op(self.members[index].clone())).await;
             let error = match attempt {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(error)) => error,
-                Err(_) => return Err(self.timed_out(&last)),
+                Err(_) => return Err(self.timed_out(&errors)),
             };
             let classified = classify(error);
             if !classified.transient {
@@ -755,12 +780,15 @@ impl Shared {
             if retry == Retry::IfNotSent && !classified.not_sent {
                 return Err(classified.failure);
             }
-            last = classified.failure.to_string();
+            let error = classified.failure.to_string();
+            if !errors.contains(&error) && errors.len() < 3 {
+                errors.push(error);
+            }
             attempts += 1;
             if attempts % self.members.len() == 0 {
                 if Instant::now() + backoff >= deadline {
                     tokio::time::sleep_until(deadline).await;
-                    return Err(self.timed_out(&last));
+                    return Err(self.timed_out(&errors));
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_MAX);
@@ -768,8 +796,9 @@ impl Shared {
         }
     }
 
-    fn timed_out(&self, last: &str) -> Failure {
-        Failure::Unavailable(format!("etcd ({}) did not answer within {:?}; last error: {last}", self.endpoints, self.request_timeout))
+    fn timed_out(&self, errors: &[String]) -> Failure {
+        let seen = if errors.is_empty() { "no answer".to_string() } else { errors.join("; ") };
+        Failure::Unavailable(format!("etcd ({}) did not answer within {:?} ({seen})", self.endpoints, self.request_timeout))
     }
 
     /// The key as stored in etcd.
@@ -889,19 +918,21 @@ impl Shared {
     /// Asks every member its version; progress notifications are trusted only if
     /// every member that answers is recent enough.
     async fn progress_mode(&self) -> ProgressMode {
-        let mut mode = ProgressMode::Ordered;
-        for member in &self.members {
+        let asks = self.members.iter().map(|member| {
             let mut maintenance = member.maintenance.clone();
-            match tokio::time::timeout(self.request_timeout, maintenance.status()).await {
-                Ok(Ok(status)) => {
-                    if ProgressMode::for_version(status.version()) == ProgressMode::Guarded {
-                        mode = ProgressMode::Guarded;
-                    }
+            async move {
+                match tokio::time::timeout(self.request_timeout, maintenance.status()).await {
+                    Ok(Ok(status)) => ProgressMode::for_version(status.version()),
+                    _ => ProgressMode::Guarded,
                 }
-                _ => mode = ProgressMode::Guarded,
             }
+        });
+        let modes = futures::future::join_all(asks).await;
+        if modes.iter().all(|m| *m == ProgressMode::Ordered) {
+            ProgressMode::Ordered
+        } else {
+            ProgressMode::Guarded
         }
-        mode
     }
 }
 
@@ -958,9 +989,9 @@ impl Follower {
             synced: self.after >= self.created_revision,
             pending: None,
         };
-        // Seconds after which a watcher that got nothing is taken to have caught up:
-        // etcd syncs lagging watchers every 100 ms, and one with no events in its
-        // backlog says nothing when done.
+        // After this long a watcher is taken to have caught up even if it never
+        // said so: etcd syncs lagging watchers every 100 ms, and one whose backlog
+        // held nothing under its prefix sends nothing when done.
         let grace = (interval * 5).max(Duration::from_secs(5));
         loop {
             tokio::select! {

@@ -350,14 +350,17 @@ impl std::fmt::Debug for LocalEtcd {
 
 /// `SKIFF_ETCD_BIN`, else `etcd` on PATH.
 fn find_binary() -> io::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("SKIFF_ETCD_BIN") {
+    find_binary_in(std::env::var_os("SKIFF_ETCD_BIN"), std::env::var_os("PATH").unwrap_or_default())
+}
+
+fn find_binary_in(explicit: Option<std::ffi::OsString>, path: std::ffi::OsString) -> io::Result<PathBuf> {
+    if let Some(bin) = explicit {
         let bin = PathBuf::from(bin);
         if bin.is_file() {
             return Ok(bin);
         }
         return Err(io::Error::new(io::ErrorKind::NotFound, format!("SKIFF_ETCD_BIN={} does not exist", bin.display())));
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join("etcd"))
         .find(|candidate| candidate.is_file())
@@ -395,6 +398,21 @@ mod tests {
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 12);
+    }
+
+    #[test]
+    fn a_missing_etcd_binary_says_how_to_install_it() {
+        let err = find_binary_in(None, "/nonexistent:/also/not/here".into()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("apt-get install etcd-server"), "{err}");
+        let err = find_binary_in(Some("/no/such/etcd".into()), "/usr/bin".into()).unwrap_err();
+        assert!(err.to_string().contains("SKIFF_ETCD_BIN=/no/such/etcd"), "{err}");
+        let dir = std::env::temp_dir().join(format!("skiff-find-etcd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("etcd"), "").unwrap();
+        let found = find_binary_in(None, std::env::join_paths(["/nonexistent".into(), dir.clone()]).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.unwrap(), dir.join("etcd"));
     }
 
     #[test]

@@ -1207,9 +1207,10 @@ fn classify(error: etcd_client::Error) -> Classified {
         match status.code() as i32 {
             UNAVAILABLE | DEADLINE_EXCEEDED | CANCELLED | ABORTED => (Failure::Unavailable(format!("etcd: {}", describe(status.message(), &status))), true, connect_failed(&status)),
             RESOURCE_EXHAUSTED => (Failure::TooLarge(message.to_string()), false, false),
-            // A connection that broke or a TLS handshake that failed (a refused
-            // client certificate shows up only on the first read).
-            UNKNOWN if has_io_error(&status) => (Failure::Unavailable(format!("etcd: {}", describe(status.message(), &status))), true, connect_failed(&status)),
+            // Raised on this side (the status has a cause): a connection that broke,
+            // or a TLS handshake that failed (a refused client certificate shows up
+            // only on the first read). etcd's own errors carry no cause.
+            UNKNOWN if std::error::Error::source(&status).is_some() => (Failure::Unavailable(format!("etcd: {}", describe(status.message(), &status))), true, connect_failed(&status)),
             _ => (Failure::Other(etcd_client::Error::GRpcStatus(status)), false, false),
         }
     };
@@ -1240,17 +1241,6 @@ fn describe(message: &str, error: &(dyn std::error::Error + 'static)) -> String 
         source = cause.source();
     }
     text
-}
-
-fn has_io_error(status: &impl std::error::Error) -> bool {
-    let mut source = status.source();
-    while let Some(error) = source {
-        if error.downcast_ref::<std::io::Error>().is_some() {
-            return true;
-        }
-        source = error.source();
-    }
-    false
 }
 
 /// Whether a failed call failed while connecting, before anything was sent: the

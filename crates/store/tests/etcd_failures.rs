@@ -85,7 +85,11 @@ async fn a_cluster_serves_with_one_member_down_and_fails_fast_without_quorum() {
     acknowledged[0] = updated;
     assert_eq!(store.list("/q/", ListOptions::default()).await.unwrap().items.len(), 20);
 
-    etcd.stop_member(1);
+    // The store moved on to member 1; the watch is there too. Stopping member 2
+    // leaves member 1 running without a leader, and require-leader ends the watch.
+    let mut watch = store.watch("/q/", store.current_revision().await.unwrap()).await.unwrap();
+
+    etcd.stop_member(2);
     let started = Instant::now();
     match store.create("/q/no-quorum", b("x")).await {
         Err(StoreError::Unavailable(why)) => eprintln!("write without quorum: {why}"),
@@ -98,8 +102,23 @@ async fn a_cluster_serves_with_one_member_down_and_fails_fast_without_quorum() {
     assert!(started.elapsed() < Duration::from_millis(3500), "current_revision without quorum took {:?}", started.elapsed());
     assert!(matches!(store.get(&first.key).await, Err(StoreError::Unavailable(_))), "a linearizable read without quorum must be Unavailable");
 
+    // A watch on a member cut off from quorum ends.
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match watch.next().await {
+                Some(Ok(WatchResponse::Progress(_))) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("a watch on a cluster without quorum did not end");
+    eprintln!("watch without quorum: {ended:?}");
+    assert!(matches!(ended, Some(Err(StoreError::Unavailable(_)))), "a watch without quorum ended with {ended:?}");
+    assert!(watch.next().await.is_none(), "a failed watch must end");
+
     etcd.start_member(0).unwrap();
-    etcd.start_member(1).unwrap();
+    etcd.start_member(2).unwrap();
     tokio::task::block_in_place(|| etcd.wait_healthy(Duration::from_secs(30))).expect("etcd healthy again");
     let after = eventually(Duration::from_secs(15), || store.create("/q/after", b("back"))).await;
     acknowledged.push(after);

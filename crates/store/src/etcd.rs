@@ -528,10 +528,11 @@ impl Store for EtcdStore {
                 revision = if revision == 0 { rev } else { revision };
                 first = false;
             }
-            if let Some(last) = kvs.last() {
-                start = last.key().to_vec();
-                start.push(0);
-            }
+            let Some(last) = kvs.last() else {
+                return Ok(ListResult { items, revision, more: false });
+            };
+            start = last.key().to_vec();
+            start.push(0);
             items.extend(kvs.into_iter().filter_map(|kv| self.shared.key_value(kv)));
             let full = wanted.is_some_and(|limit| items.len() >= limit);
             if !more || full {

@@ -14,8 +14,12 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod api;
 pub mod config;
+pub mod events;
+pub mod informer;
 pub mod leader;
+pub mod queue;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,7 +32,11 @@ use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::Method;
 use serde_json::{json, Value};
 
+pub use api::{Api, DeleteParams, ListParams, ObjectList};
 pub use config::ClientConfig;
+pub use events::{EventRecorder, EventType};
+pub use informer::{Informer, InformerEvent, Store};
+pub use queue::WorkQueue;
 
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,32 @@
+//! The scheduler: places each unscheduled pod on a node.
+//!
+//! Informers feed a node cache (each node's allocatable and what its pods request)
+//! and a scheduling queue (active, backoff and unschedulable pods). For each pod the
+//! framework runs the plugins at their extension points, PreFilter, Filter, Score
+//! and Bind, the same shape as kube-scheduler's framework, then binds through the
+//! pods/binding subresource. Plugins are pure functions of the pod and node state.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+use skiff_client::Client;
+
+/// How the scheduler runs.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Pods whose `spec.schedulerName` is this are ours (`default-scheduler`).
+    pub name: String,
+    /// Concurrent binding requests in flight.
+    pub bind_parallelism: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { name: "default-scheduler".into(), bind_parallelism: 64 }
+    }
+}
+
+/// Runs the scheduler until the future is dropped.
+pub async fn run(client: Client, config: SchedulerConfig) {
+    let _ = (client, config);
+    todo!("scheduler")
+}

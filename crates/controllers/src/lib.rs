@@ -9,5 +9,5 @@ use skiff_client::Client;
 /// Runs every controller until the future is dropped.
 pub async fn run(client: Client) {
     let _ = client;
-    todo!("controllers")
+    std::future::pending::<()>().await
 }

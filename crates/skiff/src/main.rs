@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod agent;
 mod bench;
 mod datastore;
 mod server;
@@ -45,6 +46,13 @@ enum Command {
     ///   kubectl create deployment web --image=nginx:1.27
     #[command(verbatim_doc_comment)]
     Server(server::ServerArgs),
+    /// Run the node agent: register node(s) and run the pods bound to them.
+    ///
+    /// Example (three simulated nodes against a local server):
+    ///   skiff agent --server https://127.0.0.1:6443 --token-file ./skiff-data/node-token \
+    ///     --node-name sim --runtime sim --nodes 3
+    #[command(verbatim_doc_comment)]
+    Agent(agent::AgentArgs),
     /// Measure Skiff against baselines taken in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -63,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Server(args) => server::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Datastore(cmd) => datastore::run(cmd).await,
         }

@@ -58,6 +58,11 @@ pub struct ServerArgs {
     /// that Skiff's clients fail over between them. Default: this server's own URL.
     #[arg(long, value_delimiter = ',', value_name = "URLS")]
     pub server_urls: Vec<String>,
+    /// Components not to run on this server (comma-separated): `scheduler`,
+    /// `controllers` (the workload and node controllers). Namespace lifecycle,
+    /// garbage collection and compaction always run.
+    #[arg(long, value_delimiter = ',', value_name = "COMPONENTS", value_parser = ["scheduler", "controllers"])]
+    pub disable: Vec<String>,
 }
 
 /// Parses `15s`, `500ms`, `2m` or plain seconds.
@@ -158,29 +163,41 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let started = std::time::Instant::now();
     let mut config = Config::new(args.data_dir.clone(), args.listen, settings);
-    config.run_controllers = !leader_elect;
+    config.run_controllers = false;
     config.kubeconfig_servers = args.server_urls.clone();
     let server = Server::start(config, store).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut elector_task = None;
-    if leader_elect {
-        let identity = identity(&args.data_dir)?;
-        // The elector talks to this server only: a server cut off from its datastore
-        // must fail to renew and stop leading, not renew through a peer.
-        let client = Client::new(ClientConfig {
+    // The controllers and the scheduler are API clients of this server. They talk to
+    // this server only: a server cut off from its datastore must fail to renew the
+    // Lease and stop leading, not renew through a peer.
+    let own_client = |timeout: Duration| -> anyhow::Result<Client> {
+        Client::new(ClientConfig {
             servers: vec![server.url()],
             token: std::fs::read_to_string(args.data_dir.join("pki/admin.token"))?.trim().to_string(),
             ca_pem: std::fs::read_to_string(args.data_dir.join("pki/ca.crt"))?,
-            timeout: timing.retry_period.max(Duration::from_secs(1)),
+            timeout,
         })
-        .map_err(|e| anyhow::anyhow!("building the leader-election client: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("building the in-process API client: {e}"))
+    };
+    let components = Components {
+        app: server.app.clone(),
+        client: own_client(Duration::from_secs(30))?,
+        scheduler: !args.disable.iter().any(|d| d == "scheduler"),
+        controllers: !args.disable.iter().any(|d| d == "controllers"),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut elector_task = None;
+    let mut direct_task = None;
+    if leader_elect {
+        let identity = identity(&args.data_dir)?;
+        let client = own_client(timing.retry_period.max(Duration::from_secs(1)))?;
         let elector = LeaderElector::new(client, "kube-system", CONTROLLERS_LEASE, &identity, timing);
-        let app = server.app.clone();
         eprintln!("  controllers: run while this server holds kube-system/{CONTROLLERS_LEASE} (identity {identity})");
         let stopped = async move {
             let _ = stop_rx.await;
         };
-        elector_task = Some(tokio::spawn(elector.run_until(move || Server::controllers(app.clone()), stopped)));
+        elector_task = Some(tokio::spawn(elector.run_until(move || components.clone().run(), stopped)));
+    } else {
+        direct_task = Some(tokio::spawn(components.run()));
     }
     eprintln!("skiff server listening on https://{} (ready in {} ms)", server.addr, started.elapsed().as_millis());
     eprintln!("  admin kubeconfig: {}", server.kubeconfig.display());
@@ -197,8 +214,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             eprintln!("skiff server: could not release the controllers' Lease in time; another server takes over when it expires");
         }
     }
+    if let Some(task) = direct_task {
+        task.abort();
+    }
     drop(server);
     Ok(())
+}
+
+/// What runs on exactly one server: the built-in lifecycle loops, the controllers
+/// and the scheduler.
+#[derive(Clone)]
+struct Components {
+    app: skiff_apiserver::App,
+    client: Client,
+    scheduler: bool,
+    controllers: bool,
+}
+
+impl Components {
+    async fn run(self) {
+        let scheduler = async {
+            if self.scheduler {
+                skiff_scheduler::run(self.client.clone(), skiff_scheduler::SchedulerConfig::default()).await;
+            }
+        };
+        let controllers = async {
+            if self.controllers {
+                skiff_controllers::run(self.client.clone()).await;
+            }
+        };
+        tokio::join!(Server::controllers(self.app.clone()), scheduler, controllers);
+    }
 }
 
 /// The Lease that decides which server runs the controllers.

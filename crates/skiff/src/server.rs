@@ -232,18 +232,22 @@ struct Components {
 }
 
 impl Components {
+    /// Runs each component as its own task, so that one failing does not stop the
+    /// others; dropping this future (leadership lost) aborts them all.
     async fn run(self) {
-        let scheduler = async {
-            if self.scheduler {
-                skiff_scheduler::run(self.client.clone(), skiff_scheduler::SchedulerConfig::default()).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(Server::controllers(self.app.clone()));
+        if self.scheduler {
+            tasks.spawn(skiff_scheduler::run(self.client.clone(), skiff_scheduler::SchedulerConfig::default()));
+        }
+        if self.controllers {
+            tasks.spawn(skiff_controllers::run(self.client.clone()));
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a control-plane component stopped");
             }
-        };
-        let controllers = async {
-            if self.controllers {
-                skiff_controllers::run(self.client.clone()).await;
-            }
-        };
-        tokio::join!(Server::controllers(self.app.clone()), scheduler, controllers);
+        }
     }
 }
 

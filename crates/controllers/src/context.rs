@@ -1,0 +1,107 @@
+//! What every controller shares: the client, one informer per kind, and event
+//! recorders.
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, LimitRange, Namespace, Node, PersistentVolumeClaim, Pod, ResourceQuota, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use skiff_client::{Api, Client, EventRecorder, Informer, ListParams};
+
+/// Shared state of the controllers. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub pods: Informer<Pod>,
+    pub nodes: Informer<Node>,
+    pub namespaces: Informer<Namespace>,
+    pub services: Informer<Service>,
+    pub endpoints: Informer<Endpoints>,
+    pub endpoint_slices: Informer<EndpointSlice>,
+    pub service_accounts: Informer<ServiceAccount>,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub deployments: Informer<Deployment>,
+    pub stateful_sets: Informer<StatefulSet>,
+    pub daemon_sets: Informer<DaemonSet>,
+    pub controller_revisions: Informer<ControllerRevision>,
+    pub jobs: Informer<Job>,
+    pub cron_jobs: Informer<CronJob>,
+    pub pvcs: Informer<PersistentVolumeClaim>,
+    pub pdbs: Informer<PodDisruptionBudget>,
+    pub resource_quotas: Informer<ResourceQuota>,
+    pub limit_ranges: Informer<LimitRange>,
+    /// Node heartbeats (kube-node-lease).
+    pub node_leases: Informer<Lease>,
+}
+
+impl Context {
+    pub fn new(client: Client) -> Context {
+        fn all<K>(client: &Client) -> Informer<K>
+        where
+            K: k8s_openapi::Resource
+                + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
+                + serde::de::DeserializeOwned
+                + serde::Serialize
+                + Clone
+                + Send
+                + Sync
+                + 'static,
+        {
+            Informer::new(Api::all(client), ListParams::default())
+        }
+        Context {
+            pods: all(&client),
+            nodes: all(&client),
+            namespaces: all(&client),
+            services: all(&client),
+            endpoints: all(&client),
+            endpoint_slices: all(&client),
+            service_accounts: all(&client),
+            replica_sets: all(&client),
+            deployments: all(&client),
+            stateful_sets: all(&client),
+            daemon_sets: all(&client),
+            controller_revisions: all(&client),
+            jobs: all(&client),
+            cron_jobs: all(&client),
+            pvcs: all(&client),
+            pdbs: all(&client),
+            resource_quotas: all(&client),
+            limit_ranges: all(&client),
+            node_leases: Informer::new(Api::namespaced(&client, "kube-node-lease"), ListParams::default()),
+            client,
+        }
+    }
+
+    /// An event recorder for one controller (`component` as upstream names it, e.g.
+    /// `deployment-controller`).
+    pub fn recorder(&self, component: &str) -> EventRecorder {
+        EventRecorder::new(self.client.clone(), component, None)
+    }
+
+    /// Runs every informer until dropped.
+    pub async fn run_informers(self) {
+        tokio::join!(
+            self.pods.clone().run(),
+            self.nodes.clone().run(),
+            self.namespaces.clone().run(),
+            self.services.clone().run(),
+            self.endpoints.clone().run(),
+            self.endpoint_slices.clone().run(),
+            self.service_accounts.clone().run(),
+            self.replica_sets.clone().run(),
+            self.deployments.clone().run(),
+            self.stateful_sets.clone().run(),
+            self.daemon_sets.clone().run(),
+            self.controller_revisions.clone().run(),
+            self.jobs.clone().run(),
+            self.cron_jobs.clone().run(),
+            self.pvcs.clone().run(),
+            self.pdbs.clone().run(),
+            self.resource_quotas.clone().run(),
+            self.limit_ranges.clone().run(),
+            self.node_leases.clone().run(),
+        );
+    }
+}

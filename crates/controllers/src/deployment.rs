@@ -1,0 +1,8 @@
+//! The deployment controller.
+
+use crate::Context;
+
+pub async fn run(ctx: Context) {
+    let _ = ctx;
+    std::future::pending::<()>().await
+}

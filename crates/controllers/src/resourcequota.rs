@@ -1,0 +1,8 @@
+//! The resourcequota controller.
+
+use crate::Context;
+
+pub async fn run(ctx: Context) {
+    let _ = ctx;
+    std::future::pending::<()>().await
+}

@@ -1,2 +1,463 @@
 //! Pod helpers shared by the controllers: readiness, activity, owner references,
 //! and pods from templates (upstream's controller_utils).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+
+// === pod state ===
+
+/// Whether the pod's `Ready` condition is `True`.
+pub fn is_pod_ready(pod: &Pod) -> bool {
+    pod_ready_condition(pod).is_some_and(|c| c.status == "True")
+}
+
+fn pod_ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
+}
+
+/// Since when the pod has been ready, if it is.
+pub fn pod_ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
+    let c = pod_ready_condition(pod).filter(|c| c.status == "True")?;
+    Some(c.last_transition_time.as_ref().map(|t| t.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// Whether the pod has been ready for at least `min_ready_seconds` at `now`
+/// (upstream `IsPodAvailable`). With `min_ready_seconds == 0` a ready pod is
+/// available at once.
+pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
+    let Some(since) = pod_ready_since(pod) else { return false };
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    // A ready condition without a transition time counts as ready long ago, as
+    // upstream's zero time does.
+    since.as_second().saturating_add(i64::from(min_ready_seconds)) <= now.as_second()
+}
+
+/// How long until a ready pod becomes available, if it is ready but not yet
+/// available; controllers requeue after this to see it flip.
+pub fn time_until_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> Option<Duration> {
+    let since = pod_ready_since(pod)?;
+    if min_ready_seconds <= 0 {
+        return None;
+    }
+    let at = since.as_second().saturating_add(i64::from(min_ready_seconds));
+    let left = at - now.as_second();
+    (left > 0).then(|| Duration::from_secs(left as u64))
+}
+
+/// The pod's phase, `""` when unset.
+pub fn pod_phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+/// A pod that counts toward a controller's replicas: neither finished
+/// (`Succeeded`/`Failed`) nor being deleted (upstream `IsPodActive`).
+pub fn is_pod_active(pod: &Pod) -> bool {
+    let phase = pod_phase(pod);
+    phase != "Succeeded" && phase != "Failed" && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// A pod being deleted that has not finished running yet (upstream
+/// `IsPodTerminating`).
+pub fn is_pod_terminating(pod: &Pod) -> bool {
+    let phase = pod_phase(pod);
+    pod.metadata.deletion_timestamp.is_some() && phase != "Succeeded" && phase != "Failed"
+}
+
+// === owner references ===
+
+/// The owner reference with `controller: true`, if any.
+pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references.as_ref()?.iter().find(|r| r.controller == Some(true))
+}
+
+/// A controller owner reference, as controllers put on what they create:
+/// `controller` and `blockOwnerDeletion` set, so foreground deletion waits.
+pub fn new_controller_ref(kind: &str, api_version: &str, name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// A pod made from `template` in `namespace`, named by the server from
+/// `generate_name` (upstream `GetPodFromTemplate`): the template's labels,
+/// annotations, finalizers and spec, plus the controller reference.
+pub fn pod_from_template(template: &PodTemplateSpec, namespace: &str, generate_name: &str, owner_ref: Option<OwnerReference>) -> Pod {
+    let tmeta = template.metadata.clone().unwrap_or_default();
+    let metadata = ObjectMeta {
+        namespace: Some(namespace.to_string()),
+        generate_name: Some(generate_name.to_string()),
+        labels: tmeta.labels,
+        annotations: tmeta.annotations,
+        finalizers: tmeta.finalizers,
+        owner_references: owner_ref.map(|r| vec![r]),
+        ..ObjectMeta::default()
+    };
+    Pod { metadata, spec: template.spec.clone(), status: None }
+}
+
+// === label selectors ===
+
+/// Whether `labels` satisfy `selector` (matchLabels and matchExpressions; an empty
+/// selector matches everything, as upstream's `LabelSelectorAsSelector`). An
+/// unknown operator matches nothing.
+pub fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    if let Some(ml) = &selector.match_labels {
+        if !ml.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return false;
+        }
+    }
+    for req in selector.match_expressions.iter().flatten() {
+        let value = labels.get(&req.key);
+        let values = req.values.as_deref().unwrap_or_default();
+        let ok = match req.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the selector selects nothing useful: no matchLabels and no
+/// matchExpressions. Controllers ignore such selectors rather than adopt every
+/// pod in the namespace (upstream treats an empty workload selector as invalid).
+pub fn selector_is_empty(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty) && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+}
+
+/// The selector in its string form (`a=b,c in (d,e)`), for list queries.
+pub fn selector_string(selector: &LabelSelector) -> String {
+    let mut parts: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    for req in selector.match_expressions.iter().flatten() {
+        let mut values = req.values.clone().unwrap_or_default();
+        values.sort();
+        parts.push(match req.operator.as_str() {
+            "In" => format!("{} in ({})", req.key, values.join(",")),
+            "NotIn" => format!("{} notin ({})", req.key, values.join(",")),
+            "Exists" => req.key.clone(),
+            "DoesNotExist" => format!("!{}", req.key),
+            other => format!("{} {} ({})", req.key, other, values.join(",")),
+        });
+    }
+    parts.join(",")
+}
+
+// === template hashes ===
+
+/// Upstream's alphabet for names that must not spell words or look like numbers.
+const SAFE_ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Maps every byte of `s` into [`SAFE_ALPHANUMS`] (upstream `rand.SafeEncodeString`).
+pub fn safe_encode_string(s: &str) -> String {
+    s.bytes().map(|b| SAFE_ALPHANUMS[usize::from(b) % SAFE_ALPHANUMS.len()] as char).collect()
+}
+
+/// 32-bit FNV-1a.
+pub fn fnv32a(data: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The `pod-template-hash` of a template (upstream `controller.ComputeHash`):
+/// FNV-32a over a canonical dump of the template, then the collision count as four
+/// little-endian bytes when set, printed in decimal and safe-encoded. Equal
+/// templates hash equally; a bumped collision count gives a new hash.
+pub fn compute_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    // The typed struct serializes its fields in declaration order and maps sorted,
+    // so the dump is stable for equal templates.
+    let mut data = serde_json::to_vec(template).unwrap_or_default();
+    if let Some(c) = collision_count {
+        data.extend_from_slice(&(c as u32).to_le_bytes());
+    }
+    safe_encode_string(&fnv32a(&data).to_string())
+}
+
+// === expectations ===
+
+/// How long expectations may stay unmet before a controller stops waiting for them
+/// (a watch event lost, say): upstream's `ExpectationsTimeout`.
+pub const EXPECTATIONS_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// What a controller expects to see in its informer after its own creates and
+/// deletes, per controller key (`namespace/name`). While expectations are pending
+/// the controller does not act on counts again, so it never creates or deletes
+/// twice for the same gap. Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct Expectations {
+    inner: Arc<Mutex<HashMap<String, Expectation>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Expectation {
+    adds: i64,
+    dels: i64,
+    /// Pods whose deletion is awaited, when deletes are tracked by uid: a pod seen
+    /// both terminating and then gone counts once.
+    deleting: HashSet<String>,
+    set_at: tokio::time::Instant,
+}
+
+impl Expectations {
+    pub fn new() -> Expectations {
+        Expectations::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Expectation>> {
+        // std Mutex: nothing async happens while it is held.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the controller may sync `key`: nothing recorded, everything
+    /// observed, or the record is older than [`EXPECTATIONS_TTL`].
+    pub fn satisfied(&self, key: &str) -> bool {
+        match self.lock().get(key) {
+            None => true,
+            Some(e) => (e.adds <= 0 && e.dels <= 0) || e.set_at.elapsed() > EXPECTATIONS_TTL,
+        }
+    }
+
+    /// Replaces the record for `key`: `adds` creations and `dels` deletions awaited.
+    pub fn set(&self, key: &str, adds: i64, dels: i64) {
+        let e = Expectation { adds, dels, deleting: HashSet::new(), set_at: tokio::time::Instant::now() };
+        self.lock().insert(key.to_string(), e);
+    }
+
+    pub fn expect_creations(&self, key: &str, adds: i64) {
+        self.set(key, adds, 0);
+    }
+
+    pub fn expect_deletions(&self, key: &str, dels: i64) {
+        self.set(key, 0, dels);
+    }
+
+    /// Expects the deletion of these pods (by uid); see [`Expectations::pod_deletion_observed`].
+    pub fn expect_pod_deletions(&self, key: &str, uids: &[String]) {
+        let e = Expectation {
+            adds: 0,
+            dels: uids.len() as i64,
+            deleting: uids.iter().cloned().collect(),
+            set_at: tokio::time::Instant::now(),
+        };
+        self.lock().insert(key.to_string(), e);
+    }
+
+    /// One awaited creation showed up (or will never happen: the create failed).
+    pub fn creation_observed(&self, key: &str) {
+        self.lower(key, 1, 0);
+    }
+
+    /// One awaited deletion showed up (or failed).
+    pub fn deletion_observed(&self, key: &str) {
+        self.lower(key, 0, 1);
+    }
+
+    /// The pod with `uid` was seen deleted or terminating; counts only if its
+    /// deletion was awaited, and only once.
+    pub fn pod_deletion_observed(&self, key: &str, uid: &str) {
+        let mut map = self.lock();
+        if let Some(e) = map.get_mut(key) {
+            if e.deleting.remove(uid) {
+                e.dels -= 1;
+            }
+        }
+    }
+
+    /// Lowers the awaited counts (creates or deletes that were skipped or failed).
+    pub fn lower(&self, key: &str, adds: i64, dels: i64) {
+        if let Some(e) = self.lock().get_mut(key) {
+            e.adds -= adds;
+            e.dels -= dels;
+        }
+    }
+
+    /// Raises the awaited counts.
+    pub fn raise(&self, key: &str, adds: i64, dels: i64) {
+        if let Some(e) = self.lock().get_mut(key) {
+            e.adds += adds;
+            e.dels += dels;
+        }
+    }
+
+    /// Forgets `key` (its controller object was deleted).
+    pub fn delete(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// The awaited (creations, deletions) for `key`, if recorded.
+    pub fn pending(&self, key: &str) -> Option<(i64, i64)> {
+        self.lock().get(key).map(|e| (e.adds, e.dels))
+    }
+}
+
+// === small shared helpers ===
+
+/// `namespace/name` of an object, the work-queue key of namespaced controllers.
+pub fn key_of(meta: &ObjectMeta) -> String {
+    format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
+}
+
+/// Splits a `namespace/name` key.
+pub fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, Time};
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn ready_pod(since: jiff::Timestamp) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    last_transition_time: Some(Time(since)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn safe_encoding_uses_the_upstream_alphabet() {
+        // Upstream: SafeEncodeString("0123456789") maps digit bytes 48..57 mod 27.
+        assert_eq!(safe_encode_string("0123456789"), "456789bcdf");
+        assert!(safe_encode_string("abc").chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+    }
+
+    #[test]
+    fn fnv32a_matches_the_reference_vectors() {
+        assert_eq!(fnv32a(b""), 0x811c9dc5);
+        assert_eq!(fnv32a(b"a"), 0xe40c292c);
+        assert_eq!(fnv32a(b"foobar"), 0xbf9cf968);
+    }
+
+    #[test]
+    fn template_hashes_are_stable_and_change_with_the_collision_count() {
+        let mut t = PodTemplateSpec {
+            metadata: Some(ObjectMeta { labels: Some(labels(&[("app", "web")])), ..Default::default() }),
+            spec: Some(PodSpec::default()),
+        };
+        let h = compute_hash(&t, None);
+        assert_eq!(h, compute_hash(&t.clone(), None));
+        assert_ne!(h, compute_hash(&t, Some(1)));
+        assert!(h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+        t.spec.as_mut().unwrap().hostname = Some("x".into());
+        assert_ne!(h, compute_hash(&t, None));
+    }
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let sel = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![
+                LabelSelectorRequirement { key: "tier".into(), operator: "In".into(), values: Some(vec!["a".into(), "b".into()]) },
+                LabelSelectorRequirement { key: "canary".into(), operator: "DoesNotExist".into(), values: None },
+            ]),
+        };
+        assert!(label_selector_matches(&sel, &labels(&[("app", "web"), ("tier", "a")])));
+        assert!(!label_selector_matches(&sel, &labels(&[("app", "web"), ("tier", "c")])));
+        assert!(!label_selector_matches(&sel, &labels(&[("app", "web"), ("tier", "a"), ("canary", "1")])));
+        assert!(!label_selector_matches(&sel, &labels(&[("tier", "a")])));
+        assert!(label_selector_matches(&LabelSelector::default(), &labels(&[])));
+        assert_eq!(selector_string(&sel), "app=web,tier in (a,b),!canary");
+    }
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds() {
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let pod = ready_pod(t0);
+        assert!(is_pod_ready(&pod));
+        assert!(is_pod_available(&pod, 0, t0));
+        assert!(!is_pod_available(&pod, 10, t0));
+        assert_eq!(time_until_available(&pod, 10, t0), Some(Duration::from_secs(10)));
+        assert!(is_pod_available(&pod, 10, jiff::Timestamp::from_second(1_010).unwrap()));
+        assert!(!is_pod_available(&Pod::default(), 0, t0));
+    }
+
+    #[test]
+    fn finished_and_deleted_pods_are_not_active() {
+        let mut pod = ready_pod(jiff::Timestamp::UNIX_EPOCH);
+        assert!(is_pod_active(&pod));
+        pod.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        assert!(!is_pod_active(&pod));
+        assert!(is_pod_terminating(&pod));
+        pod.status.as_mut().unwrap().phase = Some("Succeeded".into());
+        assert!(!is_pod_terminating(&pod));
+    }
+
+    #[test]
+    fn pods_from_templates_carry_metadata_and_the_controller_ref() {
+        let t = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels(&[("app", "web")])),
+                annotations: Some(labels(&[("a", "b")])),
+                finalizers: Some(vec!["f".into()]),
+                name: Some("ignored".into()),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec { hostname: Some("h".into()), ..Default::default() }),
+        };
+        let r = new_controller_ref("ReplicaSet", "apps/v1", "web-abc", "u1");
+        let pod = pod_from_template(&t, "ns", "web-abc-", Some(r.clone()));
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-abc-"));
+        assert_eq!(pod.metadata.name, None);
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(pod.metadata.labels, Some(labels(&[("app", "web")])));
+        assert_eq!(pod.metadata.finalizers, Some(vec!["f".to_string()]));
+        assert_eq!(controller_ref(&pod.metadata), Some(&r));
+        assert_eq!(pod.spec.unwrap().hostname.as_deref(), Some("h"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expectations_are_satisfied_when_observed_or_expired() {
+        let e = Expectations::new();
+        assert!(e.satisfied("ns/a"));
+        e.expect_creations("ns/a", 2);
+        assert!(!e.satisfied("ns/a"));
+        e.creation_observed("ns/a");
+        assert!(!e.satisfied("ns/a"));
+        e.creation_observed("ns/a");
+        assert!(e.satisfied("ns/a"));
+
+        e.expect_pod_deletions("ns/a", &["u1".into()]);
+        e.pod_deletion_observed("ns/a", "other");
+        assert!(!e.satisfied("ns/a"));
+        e.pod_deletion_observed("ns/a", "u1");
+        e.pod_deletion_observed("ns/a", "u1");
+        assert_eq!(e.pending("ns/a"), Some((0, 0)));
+
+        e.expect_creations("ns/b", 1);
+        tokio::time::advance(EXPECTATIONS_TTL + Duration::from_secs(1)).await;
+        assert!(e.satisfied("ns/b"));
+    }
+}

@@ -21,6 +21,8 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use serde_json::{json, Map, Value};
 use skiff_client::{Api, DeleteParams, PatchType, Store};
 
+use crate::podutil::{controller_ref, safe_encode_string};
+
 /// The label holding the hash of a revision's data.
 pub const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 
@@ -47,29 +49,12 @@ pub enum Error {
 
 // === hashing ===
 
-/// Upstream's `rand.SafeEncodeString`: every byte mapped onto an alphabet without
-/// vowels and look-alike digits, so hashes never spell words.
-pub fn safe_encode(s: &str) -> String {
-    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    s.bytes().map(|b| ALPHANUMS[b as usize % ALPHANUMS.len()] as char).collect()
-}
-
 /// 32-bit FNV-1 (upstream hashes revision data with `fnv.New32`).
 pub fn fnv32(data: &[u8]) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
     for b in data {
         hash = hash.wrapping_mul(0x0100_0193);
         hash ^= u32::from(*b);
-    }
-    hash
-}
-
-/// 32-bit FNV-1a (upstream hashes pod templates with `fnv.New32a`).
-pub fn fnv32a(data: &[u8]) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in data {
-        hash ^= u32::from(*b);
-        hash = hash.wrapping_mul(0x0100_0193);
     }
     hash
 }
@@ -104,7 +89,7 @@ pub fn hash_revision(data: &Value, collision_count: Option<i32>) -> String {
     if let Some(count) = collision_count {
         bytes.extend_from_slice(count.to_string().as_bytes());
     }
-    safe_encode(&fnv32(&bytes).to_string())
+    safe_encode_string(&fnv32(&bytes).to_string())
 }
 
 /// `{prefix}-{hash}`, the prefix cut so the name stays within 253 bytes.
@@ -137,11 +122,11 @@ pub fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
     serde_json::from_value(template).ok()
 }
 
-/// A new revision of `owner` (not yet created): owned through `controller_ref`,
+/// A new revision of `owner` (not yet created): owned through `owner_ref`,
 /// labelled with `template_labels` and the hash, named `{owner}-{hash}`.
 pub fn new_revision(
     owner: &ObjectMeta,
-    controller_ref: OwnerReference,
+    owner_ref: OwnerReference,
     template_labels: Option<&BTreeMap<String, String>>,
     data: Value,
     revision: i64,
@@ -155,7 +140,7 @@ pub fn new_revision(
             name: Some(revision_name(owner.name.as_deref().unwrap_or_default(), &hash)),
             namespace: owner.namespace.clone(),
             labels: Some(labels),
-            owner_references: Some(vec![controller_ref]),
+            owner_references: Some(vec![owner_ref]),
             ..ObjectMeta::default()
         },
         data: Some(RawExtension(data)),
@@ -246,11 +231,6 @@ pub fn claim(owner_uid: &str, owner_deleting: bool, controller: Option<&OwnerRef
     }
 }
 
-/// The controller reference among `meta`'s owner references.
-pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references.as_deref()?.iter().find(|r| r.controller == Some(true))
-}
-
 /// The revisions of `namespace` that belong to the owner or to no one and match
 /// (upstream's `ListControllerRevisions`).
 pub fn list_revisions(
@@ -263,7 +243,7 @@ pub fn list_revisions(
         .list_namespace(namespace)
         .into_iter()
         .filter(|r| selects(r.metadata.labels.as_ref()))
-        .filter(|r| controller_of(&r.metadata).is_none_or(|c| c.uid == owner_uid))
+        .filter(|r| controller_ref(&r.metadata).is_none_or(|c| c.uid == owner_uid))
         .collect()
 }
 
@@ -325,13 +305,14 @@ pub async fn delete_revision(api: &Api<ControllerRevision>, revision: &Controlle
     }
 }
 
-/// Adds `controller_ref` to an orphan revision; the revision's uid is a
-/// precondition, so a revision recreated under the same name is left alone.
-pub async fn adopt_revision(api: &Api<ControllerRevision>, controller_ref: &OwnerReference, revision: &ControllerRevision) -> Result<ControllerRevision, Error> {
-    if let Some(owner) = controller_of(&revision.metadata) {
+/// Adds `owner_ref` (a controller reference) to an orphan revision; the
+/// revision's uid is a precondition, so a revision recreated under the same name is
+/// left alone.
+pub async fn adopt_revision(api: &Api<ControllerRevision>, owner_ref: &OwnerReference, revision: &ControllerRevision) -> Result<ControllerRevision, Error> {
+    if let Some(owner) = controller_ref(&revision.metadata) {
         return Err(Error::Invalid(format!("attempt to adopt revision owned by {} {}", owner.kind, owner.name)));
     }
-    let patch = json!({"metadata": {"ownerReferences": [controller_ref], "uid": revision.metadata.uid}});
+    let patch = json!({"metadata": {"ownerReferences": [owner_ref], "uid": revision.metadata.uid}});
     Ok(api.patch(revision.metadata.name.as_deref().unwrap_or_default(), PatchType::StrategicMerge, &patch).await?)
 }
 
@@ -378,17 +359,10 @@ mod tests {
     }
 
     #[test]
-    fn fnv_matches_the_reference_vectors() {
+    fn fnv1_matches_the_reference_vectors() {
         assert_eq!(fnv32(b""), 0x811c9dc5);
         assert_eq!(fnv32(b"a"), 0x050c5d7e);
-        assert_eq!(fnv32a(b"a"), 0xe40c292c);
-        assert_eq!(fnv32a(b"foobar"), 0xbf9cf968);
-    }
-
-    #[test]
-    fn safe_encoding_avoids_vowels() {
-        assert_eq!(safe_encode("0123456789"), "456789bcdf");
-        assert!(safe_encode("4294967295").chars().all(|c| !"aeiou013".contains(c)));
+        assert_eq!(fnv32(b"foobar"), 0x31f0b262);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub fn apply_defaults(res: &ResourceInfo, obj: &mut Value) {
         ("batch", "Job") => job(obj),
         ("batch", "CronJob") => cron_job(obj),
         ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(obj),
+        ("policy", "PodDisruptionBudget") => pod_disruption_budget(obj),
+        ("scheduling.k8s.io", "PriorityClass") => priority_class(obj),
         _ => {}
     }
 }
@@ -486,6 +488,23 @@ fn limit_range(obj: &mut Value) {
     });
 }
 
+// === policy/v1 and scheduling.k8s.io/v1 ===
+
+/// The status counters of a PodDisruptionBudget are plain `int32`s upstream, so every
+/// stored budget carries them, zero until the disruption controller counts.
+fn pod_disruption_budget(obj: &mut Value) {
+    let status = child(obj, "status");
+    for key in ["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"] {
+        or_set(status, key, json!(0));
+    }
+}
+
+/// `SetDefaults_PriorityClass`, and the plain `int32` value that is always written.
+fn priority_class(obj: &mut Value) {
+    or_set(obj, "value", json!(0));
+    or_set(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
+}
+
 // === apps/v1 ===
 
 /// `SetDefaults_Deployment`.
@@ -861,6 +880,18 @@ mod tests {
         );
         assert_eq!(lr["spec"]["limits"][0]["default"], json!({"cpu": "2"}));
         assert_eq!(lr["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "2", "memory": "1Mi"}));
+    }
+
+    #[test]
+    fn budgets_count_from_zero_and_classes_preempt_lower_priorities() {
+        let pdb = defaulted("policy", "PodDisruptionBudget", json!({"spec": {"minAvailable": 1}}));
+        assert_eq!(pdb["status"], json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}));
+        let kept = defaulted("policy", "PodDisruptionBudget", json!({"status": {"disruptionsAllowed": 2}}));
+        assert_eq!(kept["status"]["disruptionsAllowed"], 2);
+        let pc = defaulted("scheduling.k8s.io", "PriorityClass", json!({"metadata": {"name": "high"}}));
+        assert_eq!((pc["value"].clone(), pc["preemptionPolicy"].clone()), (json!(0), json!("PreemptLowerPriority")));
+        let never = defaulted("scheduling.k8s.io", "PriorityClass", json!({"value": 5, "preemptionPolicy": "Never"}));
+        assert_eq!((never["value"].clone(), never["preemptionPolicy"].clone()), (json!(5), json!("Never")));
     }
 
     #[test]

@@ -162,6 +162,10 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("events.k8s.io", "v1", "Event", "events", "event", true, short = ["ev"], cats = [], subs = [], def = "io.k8s.api.events.v1.Event", generation = false),
     // node.k8s.io/v1
     res!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", false, short = [], cats = [], subs = [], def = "io.k8s.api.node.v1.RuntimeClass", generation = false),
+    // policy/v1
+    res!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, short = ["pdb"], cats = [], subs = [Status], def = "io.k8s.api.policy.v1.PodDisruptionBudget", generation = true),
+    // scheduling.k8s.io/v1
+    res!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, short = ["pc"], cats = [], subs = [], def = "io.k8s.api.scheduling.v1.PriorityClass", generation = false),
 ];
 
 /// Looks a resource up by group, version and plural name.
@@ -219,7 +223,7 @@ mod tests {
     #[test]
     fn cluster_scoped_kinds_are_the_upstream_ones() {
         let cluster: Vec<_> = RESOURCES.iter().filter(|r| !r.namespaced).map(|r| r.kind).collect();
-        assert_eq!(cluster, ["Namespace", "Node", "PersistentVolume", "RuntimeClass"]);
+        assert_eq!(cluster, ["Namespace", "Node", "PersistentVolume", "RuntimeClass", "PriorityClass"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, node};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, node, policy, scheduling};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 use serde_json::Value;
 
@@ -41,7 +41,9 @@ fn build() -> Schemas {
         coordination::v1::Lease,
         events::v1::Event,
         node::v1::RuntimeClass,
-        k8s_openapi::api::autoscaling::v1::Scale, k8s_openapi::api::policy::v1::Eviction,
+        policy::v1::PodDisruptionBudget,
+        scheduling::v1::PriorityClass,
+        k8s_openapi::api::autoscaling::v1::Scale, policy::v1::Eviction,
         metav1::ListMeta,
         metav1::Status, metav1::DeleteOptions, metav1::APIResourceList,
         metav1::APIGroupList, metav1::APIGroup, metav1::APIVersions, metav1::Patch,

@@ -221,6 +221,8 @@ static TABLE: &[(&str, &str, ListMeta)] = &[
     ("io.k8s.api.discovery.v1.EndpointSlice", "ports", ListMeta { patch_strategy: None, patch_merge_key: None, list_type: Some("atomic"), list_map_keys: &[] }),
     ("io.k8s.api.node.v1.Scheduling", "nodeSelector", ListMeta { patch_strategy: None, patch_merge_key: None, list_type: Some("atomic"), list_map_keys: &[] }),
     ("io.k8s.api.node.v1.Scheduling", "tolerations", ListMeta { patch_strategy: None, patch_merge_key: None, list_type: Some("atomic"), list_map_keys: &[] }),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetSpec", "selector", ListMeta { patch_strategy: Some("replace"), patch_merge_key: None, list_type: None, list_map_keys: &[] }),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetStatus", "conditions", ListMeta { patch_strategy: Some("merge"), patch_merge_key: Some("type"), list_type: Some("map"), list_map_keys: &["type"] }),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.APIGroup", "serverAddressByClientCIDRs", ListMeta { patch_strategy: None, patch_merge_key: None, list_type: Some("atomic"), list_map_keys: &[] }),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.APIGroup", "versions", ListMeta { patch_strategy: None, patch_merge_key: None, list_type: Some("atomic"), list_map_keys: &[] }),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.APIGroupList", "groups", ListMeta { patch_strategy: None, patch_merge_key: None, list_type: Some("atomic"), list_map_keys: &[] }),

@@ -1181,6 +1181,13 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         Keep(4, "currentHealthy"), Keep(5, "desiredHealthy"), Keep(6, "expectedPods"),
         Keep(7, "conditions"),
     ]),
+    ("io.k8s.api.scheduling.v1.PriorityClass", &[
+        Keep(1, "metadata"), Keep(2, "value"), OmitZero(3, "globalDefault"), OmitZero(4, "description"),
+        Keep(5, "preemptionPolicy"),
+    ]),
+    ("io.k8s.api.scheduling.v1.PriorityClassList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.APIGroup", &[
         Keep(1, "name"), Keep(2, "versions"), Keep(3, "preferredVersion"),
         Keep(4, "serverAddressByClientCIDRs"),

@@ -1,4 +1,5 @@
-//! Printers of `discovery.k8s.io`, `coordination.k8s.io` and `node.k8s.io`.
+//! Printers of `discovery.k8s.io`, `coordination.k8s.io`, `node.k8s.io`, `policy` and
+//! `scheduling.k8s.io`.
 
 use serde_json::Value;
 
@@ -71,4 +72,52 @@ pub(super) fn runtime_class_columns() -> Vec<Column> {
 
 pub(super) fn runtime_class_cells(rc: &Value, now: jiff::Timestamp) -> Vec<Value> {
     vec![name(rc).into(), str_at(rc, "/handler").into(), age(rc, now).into()]
+}
+
+// === PodDisruptionBudget ===
+
+pub(super) fn pod_disruption_budget_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Min Available", "string", "The minimum number of pods that must be available."),
+        col("Max Unavailable", "string", "The maximum number of pods that may be unavailable."),
+        col("Allowed Disruptions", "integer", "Calculated number of pods that may be disrupted at this time."),
+        AGE,
+    ]
+}
+
+/// An `IntOrString` as `String()` prints it, or `N/A` when unset.
+fn int_or_string_or_na(v: &Value, ptr: &str) -> String {
+    match v.pointer(ptr) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "N/A".to_string(),
+    }
+}
+
+pub(super) fn pod_disruption_budget_cells(pdb: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    vec![
+        name(pdb).into(),
+        int_or_string_or_na(pdb, "/spec/minAvailable").into(),
+        int_or_string_or_na(pdb, "/spec/maxUnavailable").into(),
+        int_at(pdb, "/status/disruptionsAllowed").into(),
+        age(pdb, now).into(),
+    ]
+}
+
+// === PriorityClass ===
+
+pub(super) fn priority_class_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Value", "integer", "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec."),
+        col("Global-Default", "boolean", "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority."),
+        AGE,
+        col("PreemptionPolicy", "string", "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."),
+    ]
+}
+
+pub(super) fn priority_class_cells(pc: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    let policy = opt_str_at(pc, "/preemptionPolicy").unwrap_or("Unknown");
+    vec![name(pc).into(), int_at(pc, "/value").into(), bool_at(pc, "/globalDefault").into(), age(pc, now).into(), policy.into()]
 }

@@ -11,7 +11,8 @@
 //! - [`core`]: the core/v1 kinds, plus `events.k8s.io` Events (upstream prints
 //!   them with the core Event printer, as they share storage).
 //! - [`workloads`]: `apps/v1` and `batch/v1`.
-//! - [`cluster`]: EndpointSlices, Leases and RuntimeClasses.
+//! - [`cluster`]: EndpointSlices, Leases, RuntimeClasses, PodDisruptionBudgets and
+//!   PriorityClasses.
 //!
 //! Cells are computed from the JSON as stored and never panic: a missing field
 //! prints as upstream prints the zero value of the Go type.
@@ -91,6 +92,8 @@ fn printer(res: &ResourceInfo) -> Printer {
         ("discovery.k8s.io", "EndpointSlice") => p(cluster::endpoint_slice_columns, cluster::endpoint_slice_cells),
         ("coordination.k8s.io", "Lease") => p(cluster::lease_columns, cluster::lease_cells),
         ("node.k8s.io", "RuntimeClass") => p(cluster::runtime_class_columns, cluster::runtime_class_cells),
+        ("policy", "PodDisruptionBudget") => p(cluster::pod_disruption_budget_columns, cluster::pod_disruption_budget_cells),
+        ("scheduling.k8s.io", "PriorityClass") => p(cluster::priority_class_columns, cluster::priority_class_cells),
         // Kinds without a printer upstream (LimitRange among the served ones) get
         // the apiserver's default table.
         _ => p(default_columns, default_cells),

@@ -431,3 +431,22 @@ fn the_remaining_kinds_print_upstream_cells() {
     let rc = row("node.k8s.io", "runtimeclasses", json!({"handler": "runc"}));
     assert_eq!(cell(&rc, "Handler"), "runc");
 }
+
+#[test]
+fn disruption_budgets_print_their_budget_and_allowance() {
+    let pdb = row("policy", "poddisruptionbudgets", json!({"spec": {"minAvailable": "50%"}, "status": {"disruptionsAllowed": 2}}));
+    assert_eq!(pdb.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["Name", "Min Available", "Max Unavailable", "Allowed Disruptions", "Age"]);
+    assert_eq!((cell(&pdb, "Min Available"), cell(&pdb, "Max Unavailable")), (json!("50%"), json!("N/A")));
+    assert_eq!(cell(&pdb, "Allowed Disruptions"), 2);
+    let by_count = row("policy", "poddisruptionbudgets", json!({"spec": {"maxUnavailable": 1}}));
+    assert_eq!((cell(&by_count, "Min Available"), cell(&by_count, "Max Unavailable")), (json!("N/A"), json!("1")));
+}
+
+#[test]
+fn priority_classes_print_value_default_and_policy() {
+    let pc = row("scheduling.k8s.io", "priorityclasses", json!({"value": 2000000000, "preemptionPolicy": "PreemptLowerPriority"}));
+    assert_eq!(pc.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["Name", "Value", "Global-Default", "Age", "PreemptionPolicy"]);
+    assert_eq!((cell(&pc, "Value"), cell(&pc, "Global-Default")), (json!(2000000000), json!(false)));
+    assert_eq!(cell(&pc, "PreemptionPolicy"), "PreemptLowerPriority");
+    assert_eq!(cell(&row("scheduling.k8s.io", "priorityclasses", json!({})), "PreemptionPolicy"), "Unknown");
+}

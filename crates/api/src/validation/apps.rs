@@ -152,7 +152,7 @@ fn strategy(s: &Value, path: &Path, errs: &mut Errs) {
 }
 
 /// `ValidatePositiveIntOrPercent`.
-fn int_or_percent(v: Option<&Value>, path: &Path, errs: &mut Errs) {
+pub(crate) fn int_or_percent(v: Option<&Value>, path: &Path, errs: &mut Errs) {
     match v {
         Some(Value::String(s)) => {
             for msg in names::percent(s) {
@@ -175,7 +175,8 @@ fn int_or_percent_value(v: Option<&Value>) -> i64 {
     }
 }
 
-fn not_more_than_100(v: Option<&Value>, path: &Path, errs: &mut Errs) {
+/// `IsNotMoreThan100Percent`.
+pub(crate) fn not_more_than_100(v: Option<&Value>, path: &Path, errs: &mut Errs) {
     if let Some(Value::String(s)) = v {
         if s.ends_with('%') && int_or_percent_value(v) > 100 {
             errs.push(invalid_go(path, &go_int_or_string(v), "must not be greater than 100%"));

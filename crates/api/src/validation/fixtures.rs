@@ -175,6 +175,12 @@ pub(crate) fn fixture(res: &ResourceInfo) -> Value {
             json!({"metadata": meta("gvisor", None), "handler": "runsc", "overhead": {"podFixed": {"cpu": "100m", "memory": "20Mi"}},
             "scheduling": {"nodeSelector": {"runtime": "gvisor"}, "tolerations": [{"key": "runtime", "operator": "Equal", "value": "gvisor", "effect": "NoSchedule"}]}})
         }
+        ("policy", "PodDisruptionBudget") => json!({"metadata": meta("web", ns), "spec": {
+            "minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}, "unhealthyPodEvictionPolicy": "AlwaysAllow"
+        }}),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            json!({"metadata": meta("high-priority", None), "value": 1000000, "globalDefault": false, "description": "For the web tier.", "preemptionPolicy": "Never"})
+        }
         (group, kind) => panic!("no fixture for {group}/{kind}; add one when adding a resource"),
     };
     obj["apiVersion"] = json!(res.api_version());

@@ -39,6 +39,8 @@ mod other;
 mod pod;
 pub mod quantity;
 
+pub use other::{HIGHEST_USER_DEFINABLE_PRIORITY, SYSTEM_PRIORITY_CLASSES};
+
 #[cfg(test)]
 pub(crate) use fixtures::fixture;
 
@@ -74,6 +76,8 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cau
         ("discovery.k8s.io", "EndpointSlice") => other::validate_endpoint_slice(obj, old, e),
         ("coordination.k8s.io", "Lease") => other::validate_lease(obj, old, e),
         ("node.k8s.io", "RuntimeClass") => other::validate_runtime_class(obj, old, e),
+        ("policy", "PodDisruptionBudget") => other::validate_pod_disruption_budget(obj, old, e),
+        ("scheduling.k8s.io", "PriorityClass") => other::validate_priority_class(obj, old, e),
         _ => {
             if let Some(old) = old {
                 meta::object_meta_update(obj, old, e);

@@ -1,11 +1,12 @@
-//! The small groups: discovery.k8s.io EndpointSlice, coordination.k8s.io Lease and
-//! node.k8s.io RuntimeClass.
+//! The small groups: discovery.k8s.io EndpointSlice, coordination.k8s.io Lease,
+//! node.k8s.io RuntimeClass, policy/v1 PodDisruptionBudget and scheduling.k8s.io
+//! PriorityClass.
 
 use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::field::{immutable, too_many, Errs, Obj, Path, NULL};
+use super::field::{immutable, invalid_go, nonnegative, too_many, Errs, Obj, Path, NULL};
 use super::meta;
 use super::names::{self, NameRule};
 use super::pod::{dns_label, qualified};
@@ -177,6 +178,116 @@ pub(crate) fn validate_runtime_class(obj: &Value, old: Option<&Value>, errs: &mu
     }
 }
 
+/// `ValidatePodDisruptionBudget` (with `ValidatePodDisruptionBudgetSpec`) and, on
+/// updates, `ValidatePodDisruptionBudgetStatusUpdate`'s counters. The spec may change
+/// in policy/v1; the generation tracks it.
+pub(crate) fn validate_pod_disruption_budget(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    if let Some(old) = old {
+        meta::object_meta_update(obj, old, errs);
+    }
+    meta::object_meta(obj, true, NameRule::Subdomain, errs);
+    let sp = Path::new("spec");
+    let spec = obj.get("spec").unwrap_or(&NULL);
+    let min = spec.get("minAvailable").filter(|v| !v.is_null());
+    let max = spec.get("maxUnavailable").filter(|v| !v.is_null());
+    if min.is_some() && max.is_some() {
+        errs.push(invalid_go(&sp, &go_pdb_spec(spec), "minAvailable and maxUnavailable cannot be both set"));
+    }
+    for (value, field) in [(min, "minAvailable"), (max, "maxUnavailable")] {
+        if value.is_some() {
+            super::apps::int_or_percent(value, &sp.child(field), errs);
+            super::apps::not_more_than_100(value, &sp.child(field), errs);
+        }
+    }
+    if let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) {
+        meta::label_selector(sel, &sp.child("selector"), errs);
+    }
+    if let Some(policy) = spec.get_str("unhealthyPodEvictionPolicy") {
+        if !matches!(policy, "AlwaysAllow" | "IfHealthyBudget") {
+            errs.push(Cause::not_supported(&sp.child("unhealthyPodEvictionPolicy"), &Value::from(policy), &["AlwaysAllow", "IfHealthyBudget"]));
+        }
+    }
+    if old.is_some() {
+        let status = obj.get("status").unwrap_or(&NULL);
+        let st = Path::new("status");
+        for field in ["disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"] {
+            nonnegative(status.get(field), &st.child(field), errs);
+        }
+    }
+}
+
+/// The spec as Go's `%#v` prints it: pointers print as addresses, which differ on
+/// every call upstream; a fixed one keeps the shape of the message.
+fn go_pdb_spec(spec: &Value) -> String {
+    let ptr = |key: &str, ty: &str| {
+        let addr = if spec.get(key).is_some_and(|v| !v.is_null()) { "0xc000010000" } else { "nil" };
+        format!("(*{ty})({addr})")
+    };
+    format!(
+        "policy.PodDisruptionBudgetSpec{{MinAvailable:{}, Selector:{}, MaxUnavailable:{}, UnhealthyPodEvictionPolicy:{}}}",
+        ptr("minAvailable", "intstr.IntOrString"),
+        ptr("selector", "v1.LabelSelector"),
+        ptr("maxUnavailable", "intstr.IntOrString"),
+        ptr("unhealthyPodEvictionPolicy", "policy.UnhealthyPodEvictionPolicyType"),
+    )
+}
+
+/// Names with this prefix belong to the built-in classes.
+pub(crate) const SYSTEM_PRIORITY_CLASS_PREFIX: &str = "system-";
+
+/// The largest value a class created by users may have.
+pub const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
+
+/// The built-in classes, as upstream creates them: (name, value).
+pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i64)] = &[("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+
+/// `IsKnownSystemPriorityClass`.
+fn known_system_priority_class(name: &str, value: i64, global_default: bool) -> Result<(), String> {
+    match SYSTEM_PRIORITY_CLASSES.iter().find(|(n, _)| *n == name) {
+        None => Err(format!("{name} is not a known system priority class")),
+        Some((_, v)) if *v != value => Err(format!("value of {name} PriorityClass must be {v}")),
+        Some(_) if global_default => Err(format!("globalDefault of {name} PriorityClass must be false")),
+        Some(_) => Ok(()),
+    }
+}
+
+/// `ValidatePriorityClass` and `ValidatePriorityClassUpdate` (value and preemption
+/// policy are fixed once created).
+pub(crate) fn validate_priority_class(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    if let Some(old) = old {
+        meta::object_meta_update(obj, old, errs);
+    }
+    meta::object_meta(obj, false, NameRule::Subdomain, errs);
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let value = obj.get_i64("value").unwrap_or(0);
+    if name.starts_with(SYSTEM_PRIORITY_CLASS_PREFIX) {
+        if let Err(e) = known_system_priority_class(name, value, obj.get_bool("globalDefault").unwrap_or(false)) {
+            errs.push(Cause::forbidden(
+                "metadata.name",
+                format!("priority class names with '{SYSTEM_PRIORITY_CLASS_PREFIX}' prefix are reserved for system use only. error: {e}"),
+            ));
+        }
+    } else if value > HIGHEST_USER_DEFINABLE_PRIORITY {
+        errs.push(Cause::forbidden("value", format!("maximum allowed value of a user defined priority is {HIGHEST_USER_DEFINABLE_PRIORITY}")));
+    }
+    if let Some(policy) = obj.get("preemptionPolicy").filter(|v| !v.is_null()) {
+        match policy.as_str().unwrap_or("") {
+            "PreemptLowerPriority" | "Never" => {}
+            "" => errs.push(Cause::required("preemptionPolicy")),
+            other => errs.push(Cause::not_supported("preemptionPolicy", &Value::from(other), &["PreemptLowerPriority", "Never"])),
+        }
+    }
+    if let Some(old) = old {
+        if old.get_i64("value").unwrap_or(0) != value {
+            errs.push(Cause::forbidden("value", "may not be changed in an update."));
+        }
+        let (n, o) = (obj.get("preemptionPolicy").unwrap_or(&NULL), old.get("preemptionPolicy").unwrap_or(&NULL));
+        if n != o {
+            errs.push(immutable(&Path::new("preemptionPolicy"), n));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +345,77 @@ mod tests {
         let new = json!({"metadata": {"name": "gvisor"}, "handler": "kata"});
         let e = check(validate_runtime_class, &new, Some(&old));
         assert_eq!(e[0].line(), "handler: Invalid value: \"kata\": field is immutable");
+    }
+
+    #[test]
+    fn disruption_budgets_take_one_of_min_available_or_max_unavailable() {
+        let both = json!({"metadata": {"name": "b", "namespace": "d"}, "spec": {"minAvailable": 1, "maxUnavailable": "50%", "selector": {"matchLabels": {"app": "web"}}}});
+        let e = check(validate_pod_disruption_budget, &both, None);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].field, "spec");
+        assert!(e[0].message.starts_with("Invalid value: policy.PodDisruptionBudgetSpec{MinAvailable:(*intstr.IntOrString)(0x"));
+        assert!(e[0].message.ends_with("UnhealthyPodEvictionPolicy:(*policy.UnhealthyPodEvictionPolicyType)(nil)}: minAvailable and maxUnavailable cannot be both set"));
+        let one = json!({"metadata": {"name": "b", "namespace": "d"}, "spec": {"maxUnavailable": "50%", "selector": {"matchLabels": {"app": "web"}}}});
+        assert!(check(validate_pod_disruption_budget, &one, None).is_empty());
+    }
+
+    #[test]
+    fn disruption_budget_numbers_are_positive_counts_or_percentages() {
+        let pdb = json!({"metadata": {"name": "b", "namespace": "d"}, "spec": {"minAvailable": "150%", "selector": {"matchExpressions": [{"key": "app", "operator": "Is"}]}}});
+        let lines: Vec<String> = check(validate_pod_disruption_budget, &pdb, None).iter().map(|c| c.line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "spec.minAvailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"150%\"}: must not be greater than 100%".to_string(),
+                "spec.selector.matchExpressions[0].operator: Invalid value: \"Is\": not a valid selector operator".to_string(),
+            ]
+        );
+        let neg = json!({"metadata": {"name": "b", "namespace": "d"}, "spec": {"maxUnavailable": -1}});
+        assert_eq!(check(validate_pod_disruption_budget, &neg, None)[0].line(), "spec.maxUnavailable: Invalid value: -1: must be greater than or equal to 0");
+    }
+
+    #[test]
+    fn disruption_budget_status_counters_may_not_go_negative() {
+        let old = json!({"metadata": {"name": "b", "namespace": "d"}, "spec": {"minAvailable": 1}, "status": {"disruptionsAllowed": 0}});
+        let mut new = old.clone();
+        new["status"]["disruptionsAllowed"] = json!(-1);
+        let e = check(validate_pod_disruption_budget, &new, Some(&old));
+        assert_eq!(e[0].line(), "status.disruptionsAllowed: Invalid value: -1: must be greater than or equal to 0");
+    }
+
+    #[test]
+    fn user_priority_classes_stay_below_a_billion() {
+        let pc = json!({"metadata": {"name": "huge"}, "value": 1_000_000_001});
+        let e = check(validate_priority_class, &pc, None);
+        assert_eq!(e[0].line(), "value: Forbidden: maximum allowed value of a user defined priority is 1000000000");
+        let ok = json!({"metadata": {"name": "high"}, "value": 1_000_000_000, "preemptionPolicy": "Never"});
+        assert!(check(validate_priority_class, &ok, None).is_empty());
+    }
+
+    #[test]
+    fn system_prefixed_priority_class_names_are_reserved() {
+        let fake = json!({"metadata": {"name": "system-mine"}, "value": 10});
+        let e = check(validate_priority_class, &fake, None);
+        assert_eq!(
+            e[0].line(),
+            "metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"
+        );
+        let wrong = json!({"metadata": {"name": "system-node-critical"}, "value": 10});
+        assert!(check(validate_priority_class, &wrong, None)[0].message.ends_with("error: value of system-node-critical PriorityClass must be 2000001000"));
+        let builtin = json!({"metadata": {"name": "system-cluster-critical"}, "value": 2_000_000_000, "preemptionPolicy": "PreemptLowerPriority"});
+        assert!(check(validate_priority_class, &builtin, None).is_empty());
+    }
+
+    #[test]
+    fn priority_class_values_and_policies_are_fixed() {
+        let old = json!({"metadata": {"name": "high"}, "value": 1000, "preemptionPolicy": "PreemptLowerPriority"});
+        let new = json!({"metadata": {"name": "high"}, "value": 2000, "preemptionPolicy": "Never", "description": "changed"});
+        let lines: Vec<String> = check(validate_priority_class, &new, Some(&old)).iter().map(|c| c.line()).collect();
+        assert_eq!(
+            lines,
+            ["value: Forbidden: may not be changed in an update.".to_string(), "preemptionPolicy: Invalid value: \"Never\": field is immutable".to_string()]
+        );
+        let described = json!({"metadata": {"name": "high"}, "value": 1000, "preemptionPolicy": "PreemptLowerPriority", "description": "x"});
+        assert!(check(validate_priority_class, &described, Some(&old)).is_empty());
     }
 }

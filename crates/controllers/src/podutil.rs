@@ -321,6 +321,87 @@ pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
+// === adoption (upstream ControllerRefManager) ===
+
+/// What a controller should do with an object its selector may select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimAction {
+    /// Ours, and still selected.
+    Keep,
+    /// An orphan that the selector selects: take it (patch in our controller ref).
+    Adopt,
+    /// Ours, but no longer selected: let go (patch our ref out).
+    Release,
+    /// Someone else's, or not for us.
+    Ignore,
+}
+
+/// Upstream `ClaimObject`'s decision for one object. `owner_deleting`: the
+/// controller object has a deletionTimestamp (it then neither adopts nor releases).
+pub fn claim_action(meta: &ObjectMeta, owner_uid: &str, owner_deleting: bool, selected: bool) -> ClaimAction {
+    match controller_ref(meta) {
+        Some(r) if r.uid != owner_uid => ClaimAction::Ignore,
+        Some(_) if selected => ClaimAction::Keep,
+        Some(_) if owner_deleting => ClaimAction::Ignore,
+        Some(_) => ClaimAction::Release,
+        None if owner_deleting || !selected || meta.deletion_timestamp.is_some() => ClaimAction::Ignore,
+        None => ClaimAction::Adopt,
+    }
+}
+
+/// Strategic-merge patch that adds `owner` to an object's ownerReferences; the
+/// object's uid in the patch makes it fail on a recreated namesake.
+pub fn adopt_patch(owner: &OwnerReference, object_uid: &str) -> serde_json::Value {
+    serde_json::json!({"metadata": {"ownerReferences": [owner], "uid": object_uid}})
+}
+
+/// Strategic-merge patch that removes the owner reference with `owner_uid`.
+pub fn release_patch(owner_uid: &str, object_uid: &str) -> serde_json::Value {
+    serde_json::json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": owner_uid}], "uid": object_uid}})
+}
+
+// === work queue workers ===
+
+/// Runs `workers` loops that take keys from `queue` and sync them: `Ok(None)` is
+/// done, `Ok(Some(d))` asks to look again after `d`, an error re-adds the key with
+/// back-off. Returns when the queue shuts down. The workers run inside the
+/// returned future (not spawned), so dropping it stops them.
+pub async fn run_workers<F, Fut, E>(name: &'static str, queue: skiff_client::WorkQueue<String>, workers: usize, sync: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Duration>, E>>,
+    E: std::fmt::Display,
+{
+    let worker = || async {
+        while let Some(key) = queue.next().await {
+            match sync(key.clone()).await {
+                Ok(after) => {
+                    queue.forget(&key);
+                    if let Some(after) = after {
+                        queue.add_after(key.clone(), after);
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(controller = name, key = %key, error = %e, "sync failed, retrying");
+                    queue.add_rate_limited(key.clone());
+                }
+            }
+            queue.done(&key);
+        }
+    };
+    futures::future::join_all((0..workers.max(1)).map(|_| worker())).await;
+}
+
+/// Whether an API error says the namespace is being deleted (creates then fail
+/// and need no retry: upstream checks the `NamespaceTerminating` cause).
+pub fn is_namespace_terminating(err: &skiff_client::Error) -> bool {
+    let skiff_client::Error::Api { status, .. } = err else { return false };
+    status
+        .pointer("/details/causes")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|causes| causes.iter().any(|c| c.get("type").and_then(serde_json::Value::as_str) == Some("NamespaceTerminating")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +517,22 @@ mod tests {
         assert_eq!(pod.metadata.finalizers, Some(vec!["f".to_string()]));
         assert_eq!(controller_ref(&pod.metadata), Some(&r));
         assert_eq!(pod.spec.unwrap().hostname.as_deref(), Some("h"));
+    }
+
+    #[test]
+    fn claims_follow_the_controller_ref_and_the_selector() {
+        let mut meta = ObjectMeta::default();
+        assert_eq!(claim_action(&meta, "me", false, true), ClaimAction::Adopt);
+        assert_eq!(claim_action(&meta, "me", false, false), ClaimAction::Ignore);
+        assert_eq!(claim_action(&meta, "me", true, true), ClaimAction::Ignore);
+        meta.owner_references = Some(vec![new_controller_ref("ReplicaSet", "apps/v1", "x", "me")]);
+        assert_eq!(claim_action(&meta, "me", false, true), ClaimAction::Keep);
+        assert_eq!(claim_action(&meta, "me", false, false), ClaimAction::Release);
+        assert_eq!(claim_action(&meta, "me", true, false), ClaimAction::Ignore);
+        assert_eq!(claim_action(&meta, "other", false, true), ClaimAction::Ignore);
+        meta.owner_references = None;
+        meta.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(claim_action(&meta, "me", false, true), ClaimAction::Ignore);
     }
 
     #[tokio::test(start_paused = true)]

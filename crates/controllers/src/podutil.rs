@@ -392,6 +392,41 @@ where
     futures::future::join_all((0..workers.max(1)).map(|_| worker())).await;
 }
 
+/// Runs `f` `count` times in batches that start at `initial` and double (1, 2, 4,
+/// ...), each batch concurrently, stopping after the first batch with a failure
+/// (upstream `slowStartBatch`): a controller that cannot create pods (quota, a bad
+/// template) fails with one request instead of hundreds. `f` gets the call's index.
+/// Returns how many calls succeeded and the first error.
+pub async fn slow_start_batch<F, Fut, E>(count: usize, initial: usize, f: F) -> (usize, Option<E>)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let mut remaining = count;
+    let mut successes = 0;
+    let mut batch = remaining.min(initial.max(1));
+    let mut next = 0;
+    while batch > 0 {
+        let results = futures::future::join_all((next..next + batch).map(&f)).await;
+        next += batch;
+        let mut first_err = None;
+        for r in results {
+            match r {
+                Ok(()) => successes += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if first_err.is_some() {
+            return (successes, first_err);
+        }
+        remaining -= batch;
+        batch = remaining.min(2 * batch);
+    }
+    (successes, None)
+}
+
 /// Whether an API error says the namespace is being deleted (creates then fail
 /// and need no retry: upstream checks the `NamespaceTerminating` cause).
 pub fn is_namespace_terminating(err: &skiff_client::Error) -> bool {
@@ -533,6 +568,28 @@ mod tests {
         meta.owner_references = None;
         meta.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
         assert_eq!(claim_action(&meta, "me", false, true), ClaimAction::Ignore);
+    }
+
+    #[tokio::test]
+    async fn slow_start_doubles_batches_and_stops_at_the_first_failing_one() {
+        let calls = Mutex::new(Vec::new());
+        let (ok, err) = slow_start_batch(10, 1, |i| {
+            calls.lock().unwrap().push(i);
+            async { Ok::<(), ()>(()) }
+        })
+        .await;
+        assert_eq!((ok, err), (10, None));
+        assert_eq!(calls.lock().unwrap().len(), 10);
+
+        let calls = Mutex::new(0);
+        // Calls 0 | 1 2 | 3 4 5 6 | ...: the fourth call fails, so the third batch is the last.
+        let (ok, err) = slow_start_batch(20, 1, |i| {
+            *calls.lock().unwrap() += 1;
+            async move { if i == 4 { Err("quota") } else { Ok(()) } }
+        })
+        .await;
+        assert_eq!((ok, err), (6, Some("quota")));
+        assert_eq!(*calls.lock().unwrap(), 7);
     }
 
     #[tokio::test(start_paused = true)]

@@ -81,14 +81,7 @@ where
 
     /// `/api/v1/namespaces/{ns}/pods`, `/apis/apps/v1/deployments`, …
     pub fn collection_path(&self) -> String {
-        let mut path = if K::GROUP.is_empty() { format!("/api/{}", K::VERSION) } else { format!("/apis/{}/{}", K::GROUP, K::VERSION) };
-        if let Some(ns) = &self.namespace {
-            path.push_str("/namespaces/");
-            path.push_str(&encode(ns));
-        }
-        path.push('/');
-        path.push_str(K::URL_PATH_SEGMENT);
-        path
+        collection_path::<K>(self.namespace.as_deref())
     }
 
     /// The collection path followed by `/{name}`.
@@ -211,6 +204,18 @@ impl DeleteParams {
     }
 }
 
+/// The core group lives under `/api/v1`, the others under `/apis/{group}/{version}`.
+fn collection_path<K: Resource>(namespace: Option<&str>) -> String {
+    let mut path = if K::GROUP.is_empty() { format!("/api/{}", K::VERSION) } else { format!("/apis/{}/{}", K::GROUP, K::VERSION) };
+    if let Some(ns) = namespace {
+        path.push_str("/namespaces/");
+        path.push_str(&encode(ns));
+    }
+    path.push('/');
+    path.push_str(K::URL_PATH_SEGMENT);
+    path
+}
+
 /// Everything but RFC 3986's unreserved characters is escaped, so selectors
 /// (`a in (x,y)`, `!b`, `spec.nodeName=`) survive the trip unchanged.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -247,6 +252,18 @@ fn decode_list<K: Resource + DeserializeOwned>(mut value: Value) -> Result<Objec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+    #[test]
+    fn paths_follow_the_group_version_and_namespace() {
+        assert_eq!(collection_path::<Pod>(Some("x")), "/api/v1/namespaces/x/pods");
+        assert_eq!(collection_path::<Pod>(None), "/api/v1/pods");
+        assert_eq!(collection_path::<Deployment>(Some("x")), "/apis/apps/v1/namespaces/x/deployments");
+        assert_eq!(collection_path::<PodDisruptionBudget>(None), "/apis/policy/v1/poddisruptionbudgets");
+        assert_eq!(collection_path::<Node>(None), "/api/v1/nodes");
+    }
 
     #[test]
     fn list_queries_are_percent_encoded() {

@@ -1,5 +1,5 @@
-//! A small Kubernetes API client for Skiff's own components (leader election now;
-//! controllers and agents later).
+//! A small Kubernetes API client for Skiff's own components: the scheduler, the
+//! controllers and the node agents talk to the API through it, as kubectl does.
 //!
 //! - [`Client`]: JSON requests with a bearer token and the cluster CA, over a list of
 //!   server URLs. A request that cannot reach a server (connect error, timeout, or
@@ -7,10 +7,15 @@
 //!   URL, and the client sticks to the server that answered.
 //! - [`config::ClientConfig`]: the URLs, token and CA, read from a kubeconfig (the
 //!   `skiff.dev/servers` cluster extension lists every server).
+//! - [`api`]: [`Api<K>`], typed requests for one kind with the k8s-openapi types.
+//! - [`informer`]: [`Informer<K>`], list+watch into a local [`Store<K>`] with event
+//!   handlers; relists on 410 Gone.
+//! - [`queue`]: [`WorkQueue<T>`], client-go's work queue with per-item back-off.
+//! - [`events`]: [`EventRecorder`], core/v1 Events with repeats counted.
 //! - [`leader`]: Lease-based leader election with upstream's timing semantics.
 //!
-//! Requests carry `Accept: application/json` and bodies are `serde_json::Value`s:
-//! Skiff's components work on whole objects and need no typed client.
+//! Requests carry `Accept: application/json`; the untyped verbs of [`Client`] take
+//! and return `serde_json::Value`s, which is what leader election and tests need.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 

@@ -38,6 +38,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A watch that ends sooner than this without delivering anything counts as a
 /// failure, so a server that closes watches at once is not hammered.
 const SHORT_WATCH: Duration = Duration::from_secs(1);
+/// How long past its `timeoutSeconds` a watch may stay open before the informer
+/// gives up on it: the server should have ended it, so the connection is dead.
+const WATCH_GRACE: Duration = Duration::from_secs(60);
 
 /// What an informer tells its handlers.
 #[derive(Debug)]
@@ -360,7 +363,13 @@ where
             Err(e) => return WatchEnd::Failed(e),
         };
         let mut events = 0;
-        while let Some(item) = stream.next().await {
+        let deadline = started + Duration::from_secs(timeout) + WATCH_GRACE;
+        loop {
+            let item = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => return WatchEnd::Broken(Error::Unreachable(format!("{path}: the watch outlived its timeout of {timeout}s"))),
+            };
             let event = match item {
                 Ok(event) => event,
                 Err(e @ Error::Unreachable(_)) => return WatchEnd::Broken(e),

@@ -456,3 +456,28 @@ async fn an_informer_relists_when_its_resource_version_is_gone_and_reports_the_d
     assert_eq!(next(&mut rx).await, applied("kept", Some("0"), "after"));
     task.abort();
 }
+
+#[tokio::test]
+async fn a_selective_informer_sees_objects_enter_and_leave_its_selector() {
+    let ts = TestServer::start().await;
+    let client = ts.client();
+    namespace(&client, "x").await;
+    let api: Api<ConfigMap> = Api::namespaced(&client, "x");
+    api.create(&labelled("in", "1", "web")).await.unwrap();
+    api.create(&labelled("out", "1", "db")).await.unwrap();
+
+    let informer = Informer::new(api.clone(), ListParams { label_selector: Some("app=web".into()), ..Default::default() });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    informer.on_event(recorder(tx));
+    let task = tokio::spawn(informer.clone().run());
+    assert_eq!(next(&mut rx).await, applied("in", None, "1"));
+
+    api.patch("out", PatchType::Merge, &json!({"metadata": {"labels": {"app": "web"}}, "data": {"v": "2"}})).await.unwrap();
+    assert_eq!(next(&mut rx).await, applied("out", None, "2"));
+    api.patch("in", PatchType::Merge, &json!({"metadata": {"labels": {"app": "db"}}})).await.unwrap();
+    assert_eq!(next(&mut rx).await, deleted("in", "1"));
+    let keys: Vec<_> = informer.store().list().iter().map(|cm| skiff_client::informer::object_key(cm.as_ref())).collect();
+    assert_eq!(keys, vec!["x/out"]);
+    quiet(&mut rx).await;
+    task.abort();
+}

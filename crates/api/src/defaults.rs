@@ -114,6 +114,20 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 
 // === pods ===
 
+/// v1 keeps the deprecated `serviceAccount` beside `serviceAccountName`: conversion
+/// reads the old name when the new one is empty and always writes both, so a client
+/// that sends only one of them changes nothing.
+fn service_account_alias(spec: &mut Value) {
+    let name = match str_of(spec, "serviceAccountName") {
+        "" => str_of(spec, "serviceAccount").to_string(),
+        n => n.to_string(),
+    };
+    if !name.is_empty() {
+        spec["serviceAccountName"] = json!(name);
+        spec["serviceAccount"] = json!(name);
+    }
+}
+
 /// `SetObjectDefaults_Pod`: the pod-only defaults, then the pod spec's.
 fn pod(obj: &mut Value) {
     let spec = child(obj, "spec");
@@ -150,6 +164,7 @@ fn pod_template(template: &mut Value) {
 
 /// `SetDefaults_PodSpec` and the nested defaults of volumes and containers.
 fn pod_spec(spec: &mut Value) {
+    service_account_alias(spec);
     or_set_str(spec, "dnsPolicy", "ClusterFirst");
     or_set_str(spec, "restartPolicy", "Always");
     or_set(spec, "securityContext", json!({}));
@@ -880,6 +895,16 @@ mod tests {
         );
         assert_eq!(lr["spec"]["limits"][0]["default"], json!({"cpu": "2"}));
         assert_eq!(lr["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "2", "memory": "1Mi"}));
+    }
+
+    #[test]
+    fn the_deprecated_service_account_field_mirrors_the_name() {
+        let p = defaulted("", "Pod", json!({"spec": {"serviceAccountName": "builder"}}));
+        assert_eq!(p["spec"]["serviceAccount"], "builder");
+        let old = defaulted("", "Pod", json!({"spec": {"serviceAccount": "legacy"}}));
+        assert_eq!(old["spec"]["serviceAccountName"], "legacy");
+        let none = defaulted("", "Pod", json!({"spec": {}}));
+        assert!(none["spec"].get("serviceAccount").is_none());
     }
 
     #[test]

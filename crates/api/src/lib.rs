@@ -7,6 +7,9 @@
 //! - [`meta`]: small helpers over `metadata` of JSON objects.
 //! - [`selector`]: label and field selectors (parse once, match many).
 //! - [`validation`] and [`defaults`]: what the API server checks and fills in on writes.
+//! - [`admission`]: what the built-in admission plugins decide (priority, limit
+//!   ranges, quota, the eviction budget check), over objects the server hands in.
+//! - [`pod_resources`]: a pod's summed requests and limits, and its QoS class.
 //! - [`patch`]: JSON, merge, strategic-merge patch and server-side apply, with
 //!   the patch metadata of every built-in list ([`patch::meta`]).
 //! - [`table`]: server-side `Table` columns, as `kubectl get` prints them.
@@ -19,11 +22,13 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admission;
 pub mod convert;
 pub mod defaults;
 pub mod meta;
 pub mod openapi;
 pub mod patch;
+pub mod pod_resources;
 pub mod protobuf;
 pub mod resources;
 pub mod schema;

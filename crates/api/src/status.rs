@@ -204,6 +204,12 @@ impl StatusError {
             "reason": self.reason,
             "code": self.code,
         });
+        // A failure without a reason (the eviction's 500 for two budgets) has none upstream.
+        if self.reason.is_empty() {
+            if let Some(o) = status.as_object_mut() {
+                o.remove("reason");
+            }
+        }
         let mut details = serde_json::Map::new();
         if let Some(n) = &self.name {
             details.insert("name".into(), json!(n));
@@ -220,7 +226,14 @@ impl StatusError {
             let causes: Vec<Value> = self
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .map(|c| {
+                    // Upstream omits empty cause fields (`DisruptionBudget` causes have no field).
+                    let mut cause = json!({"reason": c.reason, "message": c.message});
+                    if !c.field.is_empty() {
+                        cause["field"] = json!(c.field);
+                    }
+                    cause
+                })
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }

@@ -173,6 +173,142 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     Some(Quantity::from_json(a).ok()?.cmp(&Quantity::from_json(b).ok()?))
 }
 
+// === canonical forms ===
+
+/// The notation a quantity was written in (`resource.Format`). Upstream keeps it with
+/// the value and prints the value back in the same notation, canonically, so `0.5`
+/// prints as `500m` and `1536Mi` stays `1536Mi`; messages that quote quantities
+/// (quota and limit-range refusals) read that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `1500m`, `2`, `1k`.
+    DecimalSI,
+    /// `1Ki`, `128Mi`.
+    BinarySI,
+    /// `1e3`.
+    DecimalExponent,
+}
+
+impl Format {
+    /// The notation of a written quantity (`DecimalSI` when it cannot tell).
+    pub fn of(s: &str) -> Format {
+        let s = s.trim();
+        let num_end = s.find(|c: char| !(c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))).unwrap_or(s.len());
+        match &s[num_end..] {
+            "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => Format::BinarySI,
+            suffix if suffix.starts_with(['e', 'E']) => Format::DecimalExponent,
+            _ => Format::DecimalSI,
+        }
+    }
+}
+
+const DECIMAL_SUFFIXES: &[(i64, &str)] = &[(-9, "n"), (-6, "u"), (-3, "m"), (0, ""), (3, "k"), (6, "M"), (9, "G"), (12, "T"), (15, "P"), (18, "E")];
+const BINARY_SUFFIXES: &[&str] = &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+
+impl Quantity {
+    /// An integer quantity (`resource.NewQuantity`).
+    pub fn from_int(n: i64) -> Quantity {
+        Quantity { nanos: i128::from(n) * NANO }
+    }
+
+    /// The sum, saturating like the parser does.
+    pub fn saturating_add(self, other: Quantity) -> Quantity {
+        Quantity { nanos: self.nanos.saturating_add(other.nanos) }
+    }
+
+    /// Whether the value is zero.
+    pub fn is_zero(&self) -> bool {
+        self.nanos == 0
+    }
+
+    /// `Quantity.String()`: the canonical text in `format`. Binary notation is kept
+    /// for whole values of at least 1024; anything else prints in decimal.
+    pub fn canonical(&self, format: Format) -> String {
+        if format == Format::BinarySI && self.nanos.abs() >= 1024 * NANO && self.nanos % NANO == 0 {
+            let mut units = self.nanos / NANO;
+            let mut power = 0;
+            while units % 1024 == 0 && power + 1 < BINARY_SUFFIXES.len() {
+                units /= 1024;
+                power += 1;
+            }
+            return format!("{units}{}", BINARY_SUFFIXES[power]);
+        }
+        if self.nanos == 0 {
+            return "0".into();
+        }
+        // mantissa × 10^exponent with no trailing zeros, then the exponent lowered
+        // to a multiple of three, as upstream's `AsCanonicalBytes`.
+        let mut mantissa = self.nanos;
+        let mut exponent: i64 = -9;
+        while mantissa % 10 == 0 {
+            mantissa /= 10;
+            exponent += 1;
+        }
+        while exponent.rem_euclid(3) != 0 {
+            mantissa = mantissa.saturating_mul(10);
+            exponent -= 1;
+        }
+        match format {
+            Format::DecimalExponent if exponent == 0 => format!("{mantissa}"),
+            Format::DecimalExponent => format!("{mantissa}e{exponent}"),
+            _ => match DECIMAL_SUFFIXES.iter().find(|(e, _)| *e == exponent) {
+                Some((_, suffix)) => format!("{mantissa}{suffix}"),
+                None => format!("{mantissa}e{exponent}"),
+            },
+        }
+    }
+}
+
+/// A quantity with its notation: what upstream's `resource.Quantity` carries. Sums
+/// keep the notation of the first non-zero term, as `Quantity.Add` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amount {
+    pub value: Quantity,
+    pub format: Format,
+}
+
+impl Amount {
+    /// A count (`resource.NewQuantity(n, DecimalSI)`).
+    pub fn count(n: i64) -> Amount {
+        Amount { value: Quantity::from_int(n), format: Format::DecimalSI }
+    }
+
+    /// Zero, as a fresh `resource.Quantity` is.
+    pub fn zero() -> Amount {
+        Amount::count(0)
+    }
+
+    /// A JSON quantity with the notation it was written in.
+    pub fn from_json(v: &Value) -> Result<Amount, QuantityError> {
+        let format = v.as_str().map(Format::of).unwrap_or(Format::DecimalSI);
+        Ok(Amount { value: Quantity::from_json(v)?, format })
+    }
+
+}
+
+/// `Quantity.Add`: a zero sum takes the notation of what is added to it.
+impl std::ops::Add for Amount {
+    type Output = Amount;
+    fn add(self, other: Amount) -> Amount {
+        let format = if self.value.is_zero() { other.format } else { self.format };
+        Amount { value: self.value.saturating_add(other.value), format }
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.value.canonical(self.format))
+    }
+}
+
+/// The canonical text of a JSON quantity, or its raw text when it does not parse.
+pub fn canonical(v: &Value) -> String {
+    match Amount::from_json(v) {
+        Ok(a) => a.to_string(),
+        Err(_) => v.as_str().map(String::from).unwrap_or_else(|| v.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +366,32 @@ mod tests {
     fn json_numbers_are_quantities() {
         assert_eq!(Quantity::from_json(&serde_json::json!(2)).unwrap(), q("2"));
         assert_eq!(Quantity::from_json(&serde_json::json!(0.5)).unwrap(), q("500m"));
+    }
+
+    #[test]
+    fn canonical_forms_match_upstream_strings() {
+        let c = |s: &str| canonical(&serde_json::json!(s));
+        assert_eq!(c("0.5"), "500m");
+        assert_eq!(c("1500m"), "1500m");
+        assert_eq!(c("2000m"), "2");
+        assert_eq!(c("1000"), "1k");
+        assert_eq!(c("1536Mi"), "1536Mi");
+        assert_eq!(c("1.5Gi"), "1536Mi");
+        assert_eq!(c("1024Mi"), "1Gi");
+        assert_eq!(c("512"), "512");
+        assert_eq!(c("100Ki"), "100Ki");
+        assert_eq!(c("0.5Ki"), "512");
+        assert_eq!(c("1e3"), "1e3");
+        assert_eq!(c("0"), "0");
+        assert_eq!(c("128974848"), "128974848");
+        assert_eq!(canonical(&serde_json::json!(2)), "2");
+    }
+
+    #[test]
+    fn sums_keep_the_notation_of_the_first_term() {
+        let a = |s: &str| Amount::from_json(&serde_json::json!(s)).unwrap();
+        assert_eq!((Amount::zero() + a("1Gi") + a("512Mi")).to_string(), "1536Mi");
+        assert_eq!((a("500m") + a("1")).to_string(), "1500m");
+        assert_eq!((a("1") + a("1")).to_string(), "2");
     }
 }

@@ -1,0 +1,129 @@
+//! What kube-apiserver's built-in admission plugins decide about a write, as pure
+//! functions over the objects they read.
+//!
+//! The API server gathers what a plugin looks at (the namespace's LimitRanges and
+//! ResourceQuotas, the PriorityClasses, the pods a quota counts) from its watch
+//! caches and calls in here; nothing here does I/O. The order of the calls is
+//! upstream's: the mutating plugins (LimitRanger defaults, ServiceAccount, Priority)
+//! run on the decoded, defaulted object; then the object is validated; then the
+//! validating plugins (LimitRanger bounds, ResourceQuota last) judge the result.
+//!
+//! - [`priority`]: a pod's priority from its PriorityClass; one global default.
+//! - [`limit_range`]: default requests and limits, and min/max/ratio bounds.
+//! - [`quota`]: what an object counts against a ResourceQuota, and the refusal
+//!   when a create would exceed one.
+//! - [`eviction`]: the disruption-budget check of `pods/eviction`.
+//! - [`default_service_account`]: the ServiceAccount plugin's defaulting.
+
+use serde_json::{json, Value};
+
+use crate::{ResourceInfo, StatusError};
+
+pub mod eviction;
+pub mod limit_range;
+pub mod priority;
+pub mod quota;
+
+/// Why an admission plugin refused a write. At the API edge it becomes a 403
+/// Forbidden: `pods "web" is forbidden: <reason>` (see [`Denied::into_status`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+impl Denied {
+    /// `admission.NewForbidden`: the resource, the object's name (its `generateName`
+    /// when the name is not chosen yet), and the reason.
+    pub fn into_status(self, res: &ResourceInfo, name: &str) -> StatusError {
+        let resource = if res.group.is_empty() { res.plural.to_string() } else { format!("{}.{}", res.plural, res.group) };
+        let message = if name.is_empty() {
+            format!("{resource} is forbidden: {}", self.0)
+        } else {
+            format!("{resource} \"{name}\" is forbidden: {}", self.0)
+        };
+        let mut e = StatusError::forbidden(message);
+        e.name = Some(name.to_string());
+        e.group = Some(res.group.to_string());
+        e.kind = Some(res.plural.to_string());
+        e
+    }
+}
+
+/// `utilerrors.NewAggregate(errs).Error()`: one message as is, several (repeats
+/// dropped) in brackets.
+pub(crate) fn aggregate(errs: Vec<String>) -> Option<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for e in errs {
+        if !seen.contains(&e) {
+            seen.push(e);
+        }
+    }
+    match seen.len() {
+        0 => None,
+        1 => seen.pop(),
+        _ => Some(format!("[{}]", seen.join(", "))),
+    }
+}
+
+/// The service account pods run as when they name none.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
+/// The ServiceAccount plugin's defaulting of a new pod: `spec.serviceAccountName`
+/// (and its deprecated twin `spec.serviceAccount`, which v1 keeps equal) becomes
+/// `default` when unset. Mirror pods are left alone. A missing account is not an
+/// error here: the token controller may create it later.
+pub fn default_service_account(pod: &mut Value) {
+    if pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some() {
+        return;
+    }
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let mut name = text(spec.get("serviceAccountName"));
+    if name.is_empty() {
+        name = text(spec.get("serviceAccount"));
+    }
+    if name.is_empty() {
+        name = DEFAULT_SERVICE_ACCOUNT.to_string();
+    }
+    spec.insert("serviceAccountName".into(), json!(name));
+    spec.insert("serviceAccount".into(), json!(name));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::lookup;
+
+    #[test]
+    fn refusals_read_like_upstream() {
+        let pods = lookup("", "v1", "pods").unwrap();
+        let e = Denied("no PriorityClass with name foo was found".into()).into_status(pods, "web");
+        assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+        assert_eq!(e.message, "pods \"web\" is forbidden: no PriorityClass with name foo was found");
+        let pcs = lookup("scheduling.k8s.io", "v1", "priorityclasses").unwrap();
+        let e = Denied("x".into()).into_status(pcs, "high");
+        assert_eq!(e.message, "priorityclasses.scheduling.k8s.io \"high\" is forbidden: x");
+    }
+
+    #[test]
+    fn several_reasons_are_bracketed_once_each() {
+        assert_eq!(aggregate(vec![]), None);
+        assert_eq!(aggregate(vec!["a".into()]).as_deref(), Some("a"));
+        assert_eq!(aggregate(vec!["a".into(), "b".into(), "a".into()]).as_deref(), Some("[a, b]"));
+    }
+
+    #[test]
+    fn pods_run_as_the_default_service_account_unless_they_name_one() {
+        let mut p = json!({"spec": {"containers": []}});
+        default_service_account(&mut p);
+        assert_eq!((p["spec"]["serviceAccountName"].clone(), p["spec"]["serviceAccount"].clone()), (json!("default"), json!("default")));
+        let mut named = json!({"spec": {"serviceAccountName": "builder"}});
+        default_service_account(&mut named);
+        assert_eq!(named["spec"]["serviceAccount"], "builder");
+        let mut old_field = json!({"spec": {"serviceAccount": "legacy"}});
+        default_service_account(&mut old_field);
+        assert_eq!(old_field["spec"]["serviceAccountName"], "legacy");
+        let mut mirror = json!({"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {}});
+        default_service_account(&mut mirror);
+        assert!(mirror["spec"].get("serviceAccountName").is_none());
+    }
+}

@@ -8,7 +8,7 @@
 //! reference, numbered by `revision`, and named `{owner}-{hash}` where the hash
 //! covers the data and a collision count.
 //!
-//! The pure helpers (hashing, equality, ordering, truncation, claiming) sit beside
+//! The pure helpers (hashing, equality, ordering, truncation) sit beside
 //! the few API calls that create, renumber, adopt, release and delete revisions.
 
 use std::collections::{BTreeMap, HashSet};
@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use serde_json::{json, Map, Value};
 use skiff_client::{Api, DeleteParams, PatchType, Store};
 
-use crate::podutil::{controller_ref, safe_encode_string};
+use crate::podutil::{adopt_patch, controller_ref, release_patch, safe_encode_string};
 
 /// The label holding the hash of a revision's data.
 pub const HASH_LABEL: &str = "controller.kubernetes.io/hash";
@@ -194,42 +194,7 @@ pub fn revisions_to_truncate(sorted: &[Arc<ControllerRevision>], live: &HashSet<
     history[..history.len() - limit as usize].iter().map(|r| Arc::clone(r)).collect()
 }
 
-// === claiming ===
-
-/// What an owner does with an object it might control (upstream's
-/// ControllerRefManager): keep it, adopt an orphan, release one that no longer
-/// matches, or leave it alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// Controlled by the owner and selected: it is the owner's.
-    Owned,
-    /// An orphan the owner selects: take it with a controller reference.
-    Adopt,
-    /// Controlled by the owner but no longer selected: drop the reference.
-    Release,
-    /// Someone else's, or not selected: not the owner's business.
-    Ignore,
-}
-
-/// Decides what an owner (uid `owner_uid`) does with an object whose controller
-/// reference is `controller`. Nothing is adopted or released while the owner is
-/// being deleted, and nothing being deleted is adopted.
-pub fn claim(owner_uid: &str, owner_deleting: bool, controller: Option<&OwnerReference>, selected: bool, object_deleting: bool) -> Claim {
-    match controller {
-        Some(r) if r.uid == owner_uid => {
-            if selected {
-                Claim::Owned
-            } else if owner_deleting {
-                Claim::Ignore
-            } else {
-                Claim::Release
-            }
-        }
-        Some(_) => Claim::Ignore,
-        None if selected && !owner_deleting && !object_deleting => Claim::Adopt,
-        None => Claim::Ignore,
-    }
-}
+// === listing ===
 
 /// The revisions of `namespace` that belong to the owner or to no one and match
 /// (upstream's `ListControllerRevisions`).
@@ -312,14 +277,14 @@ pub async fn adopt_revision(api: &Api<ControllerRevision>, owner_ref: &OwnerRefe
     if let Some(owner) = controller_ref(&revision.metadata) {
         return Err(Error::Invalid(format!("attempt to adopt revision owned by {} {}", owner.kind, owner.name)));
     }
-    let patch = json!({"metadata": {"ownerReferences": [owner_ref], "uid": revision.metadata.uid}});
+    let patch = adopt_patch(owner_ref, revision.metadata.uid.as_deref().unwrap_or_default());
     Ok(api.patch(revision.metadata.name.as_deref().unwrap_or_default(), PatchType::StrategicMerge, &patch).await?)
 }
 
 /// Removes the owner's reference from a revision it no longer selects. A revision
 /// already gone, or no longer owned, needs nothing.
 pub async fn release_revision(api: &Api<ControllerRevision>, owner_uid: &str, revision: &ControllerRevision) -> Result<Option<ControllerRevision>, Error> {
-    let patch = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": owner_uid}], "uid": revision.metadata.uid}});
+    let patch = release_patch(owner_uid, revision.metadata.uid.as_deref().unwrap_or_default());
     match api.patch(revision.metadata.name.as_deref().unwrap_or_default(), PatchType::StrategicMerge, &patch).await {
         Ok(r) => Ok(Some(r)),
         Err(e) if e.is_not_found() || e.code() == Some(422) => Ok(None),
@@ -425,19 +390,5 @@ mod tests {
         assert!(revisions_to_truncate(&revs, &live, 10).is_empty());
         assert!(revisions_to_truncate(&revs, &live, -1).is_empty());
         assert_eq!(revisions_to_truncate(&revs, &HashSet::new(), 0).len(), 6);
-    }
-
-    #[test]
-    fn claiming_adopts_orphans_and_releases_what_no_longer_matches() {
-        let mine = owner_ref();
-        let theirs = OwnerReference { uid: "u-2".into(), ..owner_ref() };
-        assert_eq!(claim("u-1", false, Some(&mine), true, false), Claim::Owned);
-        assert_eq!(claim("u-1", false, Some(&mine), false, false), Claim::Release);
-        assert_eq!(claim("u-1", true, Some(&mine), false, false), Claim::Ignore);
-        assert_eq!(claim("u-1", false, Some(&theirs), true, false), Claim::Ignore);
-        assert_eq!(claim("u-1", false, None, true, false), Claim::Adopt);
-        assert_eq!(claim("u-1", true, None, true, false), Claim::Ignore);
-        assert_eq!(claim("u-1", false, None, true, true), Claim::Ignore);
-        assert_eq!(claim("u-1", false, None, false, false), Claim::Ignore);
     }
 }

@@ -104,6 +104,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 zones: args.zones.clone(),
                 taints: args.node_taints.clone(),
                 heartbeat: args.heartbeat,
+                ..SimConfig::default()
             };
             eprintln!("skiff agent: {} simulated node(s) named {}{}", config.nodes, config.prefix, if config.nodes > 1 { "-N" } else { "" });
             skiff_agent::sim::run(client, config).await

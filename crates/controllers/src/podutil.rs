@@ -316,6 +316,11 @@ pub fn key_of(meta: &ObjectMeta) -> String {
     format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
 }
 
+/// `Some(v)` unless `v` is zero: counts in status are `omitempty` upstream.
+pub fn non_zero(v: i32) -> Option<i32> {
+    (v != 0).then_some(v)
+}
+
 /// Splits a `namespace/name` key.
 pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))

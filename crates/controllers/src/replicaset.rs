@@ -448,9 +448,10 @@ pub fn calculate_status(rs: &ReplicaSet, pods: &[Arc<Pod>], manage_error: Option
         status.conditions = None;
     }
     status.replicas = pods.len() as i32;
-    status.fully_labeled_replicas = Some(fully_labeled);
-    status.ready_replicas = Some(ready);
-    status.available_replicas = Some(available);
+    // Zeroes are left out, as upstream's `omitempty` leaves them out on the wire.
+    status.fully_labeled_replicas = crate::podutil::non_zero(fully_labeled);
+    status.ready_replicas = crate::podutil::non_zero(ready);
+    status.available_replicas = crate::podutil::non_zero(available);
     status
 }
 
@@ -717,6 +718,8 @@ mod tests {
         let st = calculate_status(&rs(3, 10), &pods, None, ts(2_000));
         assert_eq!((st.replicas, st.fully_labeled_replicas, st.ready_replicas, st.available_replicas), (3, Some(1), Some(2), Some(1)));
         assert_eq!(st.conditions, None);
+        let st = calculate_status(&rs(3, 10), &[], None, ts(2_000));
+        assert_eq!((st.replicas, st.fully_labeled_replicas, st.ready_replicas, st.available_replicas), (0, None, None, None));
     }
 
     #[test]

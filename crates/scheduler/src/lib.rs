@@ -5,8 +5,28 @@
 //! framework runs the plugins at their extension points, PreFilter, Filter, Score
 //! and Bind, the same shape as kube-scheduler's framework, then binds through the
 //! pods/binding subresource. Plugins are pure functions of the pod and node state.
+//!
+//! A tour of the modules:
+//! - [`resources`]: requests and allocatable as integers.
+//! - [`selectors`]: compiled label and node selectors.
+//! - [`types`]: `PodInfo` and `NodeInfo`, what plugins read.
+//! - [`status`]: plugin verdicts and upstream's failure message.
+//! - [`framework`]: the extension points and the per-pod algorithm.
+//! - [`plugins`]: the default plugins.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+
+pub mod framework;
+pub mod plugins;
+pub mod preemption;
+pub mod queue;
+pub mod resources;
+pub mod selectors;
+pub mod status;
+pub mod types;
+
+#[cfg(test)]
+mod testing;
 
 use skiff_client::Client;
 

@@ -355,6 +355,9 @@ fn sort_oldest_first(pods: &mut [Arc<Pod>]) {
 pub struct Changes {
     pub create_on: Vec<String>,
     pub delete: Vec<Arc<Pod>>,
+    /// Pods of nodes that no longer exist: no kubelet will finish a graceful
+    /// deletion there, so they go at once (what upstream's pod GC does).
+    pub force_delete: Vec<Arc<Pod>>,
     pub events: Vec<(EventType, &'static str, String)>,
     /// Look again after this long (failed pods in back-off).
     pub retry_after: Option<Duration>,
@@ -362,7 +365,7 @@ pub struct Changes {
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.create_on.is_empty() && self.delete.is_empty()
+        self.create_on.is_empty() && self.delete.is_empty() && self.force_delete.is_empty()
     }
 }
 
@@ -440,7 +443,7 @@ pub fn manage(ds: &DaemonSet, nodes: &[Arc<Node>], node_pods: &NodePods, hash: &
     let existing: HashSet<&str> = nodes.iter().map(|n| name(&n.metadata)).collect();
     for (node, pods) in node_pods {
         if !existing.contains(node.as_str()) {
-            changes.delete.extend(pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).cloned());
+            changes.force_delete.extend(pods.iter().cloned());
         }
     }
     changes
@@ -922,7 +925,9 @@ impl Controller {
     async fn sync_nodes(&self, ds: &DaemonSet, key: &str, changes: &Changes, hash: &str) -> Result<(), Error> {
         let creates = &changes.create_on[..changes.create_on.len().min(BURST_REPLICAS)];
         let mut seen = HashSet::new();
-        let deletes: Vec<&Arc<Pod>> = changes.delete.iter().filter(|p| seen.insert(name(&p.metadata).to_string())).take(BURST_REPLICAS).collect();
+        let force: HashSet<&str> = changes.force_delete.iter().map(|p| name(&p.metadata)).collect();
+        let deletes: Vec<&Arc<Pod>> =
+            changes.force_delete.iter().chain(&changes.delete).filter(|p| seen.insert(name(&p.metadata).to_string())).take(BURST_REPLICAS).collect();
         self.expectations.set(key, creates.len() as i64, deletes.len() as i64);
 
         let ns = namespace(&ds.metadata);
@@ -960,10 +965,12 @@ impl Controller {
             self.expectations.lower(key, skipped as i64, 0);
         }
 
+        let force = &force;
         let results = futures::future::join_all(deletes.iter().map(|pod| {
             let api = api.clone();
             async move {
-                let params = DeleteParams { precondition_uid: pod.metadata.uid.clone(), ..DeleteParams::default() };
+                let grace = force.contains(name(&pod.metadata)).then_some(0);
+                let params = DeleteParams { precondition_uid: pod.metadata.uid.clone(), grace_period_seconds: grace, ..DeleteParams::default() };
                 match api.delete(name(&pod.metadata), &params).await {
                     Ok(()) => {
                         self.recorder.record(ds, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {}", name(&pod.metadata)));
@@ -1447,7 +1454,8 @@ mod tests {
         let pods = [daemon_pod("p-a", "a", HASH, true, 10), daemon_pod("p-b", "b", HASH, true, 10), daemon_pod("p-c", "c", HASH, true, 10), daemon_pod("p-gone", "gone", HASH, true, 10)];
         let changes = manage(&ds, &nodes, &pods_by_node(&pods, false), HASH, jiff::Timestamp::now(), &no_backoff);
         // a: evicted by NoExecute; b: label gone; c: NoSchedule keeps it; gone: node deleted.
-        assert_eq!(names(&changes.delete), vec!["p-a", "p-b", "p-gone"]);
+        assert_eq!(names(&changes.delete), vec!["p-a", "p-b"]);
+        assert_eq!(names(&changes.force_delete), vec!["p-gone"]);
         assert!(changes.create_on.is_empty());
     }
 

@@ -457,7 +457,7 @@ pub struct PlanInput<'a> {
     /// The set's members (claimed pods).
     pub pods: &'a [Arc<Pod>],
     /// Claims of the namespace by name.
-    pub claims: &'a dyn Fn(&str) -> Option<Arc<PersistentVolumeClaim>>,
+    pub claims: &'a (dyn Fn(&str) -> Option<Arc<PersistentVolumeClaim>> + Send + Sync),
     pub now: jiff::Timestamp,
 }
 
@@ -962,7 +962,7 @@ impl Controller {
         let update_template = history::template_of(update).unwrap_or(set_template);
         let store = self.ctx.pvcs.store();
         let claims = move |n: &str| store.get(ns, n);
-        let input = PlanInput {
+        let plan = plan(&PlanInput {
             set,
             current_revision: name(&current.metadata),
             update_revision: name(&update.metadata),
@@ -972,8 +972,7 @@ impl Controller {
             pods,
             claims: &claims,
             now: jiff::Timestamp::now(),
-        };
-        let plan = plan(&input);
+        });
         let executed = self.execute(set, &plan).await;
         let status_written = self.write_status(set, plan.status.clone()).await;
         executed?;

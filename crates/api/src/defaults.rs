@@ -14,9 +14,12 @@
 //! types: an empty string or a zero number counts as unset for plain fields, only
 //! absence (or `null`) for optional pointer fields.
 //!
-//! Not defaulted here, because upstream does it elsewhere: pod `priority`,
-//! `serviceAccountName` and default tolerations (admission), cluster IP and node port
-//! allocation (the Service REST storage).
+//! Pods also get the default not-ready/unreachable tolerations of the
+//! `DefaultTolerationSeconds` admission plugin, which upstream enables by default.
+//!
+//! Not defaulted here, because upstream does it elsewhere: pod `priority` and
+//! `serviceAccountName` (admission), cluster IP and node port allocation (the Service
+//! REST storage).
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -155,6 +158,47 @@ fn pod(obj: &mut Value) {
         }
     }
     pod_spec(spec);
+    // Admission acts on pods the server is storing, which have their uid by the
+    // time defaults apply; bare bodies (a validation fixture, say) stay as written.
+    if obj.pointer("/metadata/uid").and_then(Value::as_str).is_some_and(|u| !u.is_empty()) {
+        default_toleration_seconds(child(obj, "spec"));
+    }
+}
+
+/// How long pods stay bound to a node that is not ready or unreachable, by default
+/// (the `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds` of kube-apiserver).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// The `DefaultTolerationSeconds` admission plugin, which upstream enables by
+/// default: a pod that does not already tolerate the `node.kubernetes.io/not-ready`
+/// or `node.kubernetes.io/unreachable` NoExecute taint (a toleration with that key
+/// or no key, and NoExecute or no effect) tolerates it for five minutes, so the
+/// taint eviction controller moves its pods off a failed node after that long.
+/// It runs on every pod write the server stores, as upstream's does on create and
+/// update; on pods that have the tolerations it changes nothing.
+fn default_toleration_seconds(spec: &mut Value) {
+    let existing = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let tolerates = |taint: &str| {
+        existing.iter().any(|t| {
+            let key = str_of(t, "key");
+            let effect = str_of(t, "effect");
+            (key == taint || key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        })
+    };
+    let mut added = Vec::new();
+    for taint in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        if !tolerates(taint) {
+            added.push(json!({"key": taint, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
+        }
+    }
+    if added.is_empty() {
+        return;
+    }
+    match spec.get_mut("tolerations").and_then(Value::as_array_mut) {
+        Some(list) => list.extend(added),
+        None => spec["tolerations"] = Value::Array(added),
+    }
 }
 
 /// Every pod template (`spec.template`) gets the pod spec defaults.
@@ -691,6 +735,36 @@ mod tests {
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(c["terminationMessagePolicy"], "File");
         assert!(s.get("priority").is_none());
+    }
+
+    #[test]
+    fn pods_tolerate_not_ready_and_unreachable_nodes_for_five_minutes() {
+        let stored = |spec: Value| defaulted("", "Pod", json!({"metadata": {"uid": "u-1"}, "spec": spec}));
+        let p = stored(json!({"containers": [{"name": "c", "image": "i"}]}));
+        assert_eq!(
+            p["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        // A pod's own toleration of either taint is kept and not doubled.
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2});
+        let p = stored(json!({"containers": [], "tolerations": [own.clone()]}));
+        assert_eq!(p["spec"]["tolerations"][0], own);
+        assert_eq!(p["spec"]["tolerations"][1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        // Tolerating everything (no key, no effect) covers both.
+        let p = stored(json!({"containers": [], "tolerations": [{"operator": "Exists"}]}));
+        assert_eq!(p["spec"]["tolerations"], json!([{"operator": "Exists"}]));
+        // A NoSchedule toleration of the key does not count.
+        let p = stored(json!({"containers": [], "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]}));
+        assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 3);
+        // Bodies the server is not storing, and templates, are left alone.
+        let bare = defaulted("", "Pod", json!({"spec": {"containers": []}}));
+        assert!(bare["spec"].get("tolerations").is_none());
+        let d = defaulted("apps", "Deployment", json!({"metadata": {"uid": "u-2"}, "spec": {"template": {"spec": {"containers": []}}}}));
+        assert!(d["spec"]["template"]["spec"].get("tolerations").is_none());
     }
 
     #[test]

@@ -120,6 +120,11 @@ impl NodeUsage {
         let order = ["cpu", "memory", "ephemeral-storage"];
         let names = order.iter().map(|s| s.to_string()).filter(|n| requests.contains_key(n)).chain(requests.keys().filter(|k| !order.contains(&k.as_str())).cloned());
         for name in names {
+            // Extended resources the node does not know are left out: they may be
+            // cluster-level resources (upstream removes them before the check).
+            if is_extended(&name) && !node.allocatable.contains_key(&name) {
+                continue;
+            }
             let want = requests[&name];
             let used = self.used.get(&name).copied().unwrap_or(0);
             let capacity = node.allocatable.get(&name).copied().unwrap_or(0);
@@ -169,6 +174,11 @@ impl NodeUsage {
             self.ips.release(ip);
         }
     }
+}
+
+/// `IsExtendedResourceName`: a domain-qualified name outside `kubernetes.io/`.
+fn is_extended(name: &str) -> bool {
+    name.contains('/') && !name.contains("kubernetes.io/") && !name.starts_with("requests.")
 }
 
 fn out_of(resource: &str, requested: i128, used: i128, capacity: i128) -> Rejection {
@@ -505,13 +515,19 @@ mod tests {
 
     #[test]
     fn memory_and_extended_resources_are_reported_in_units() {
-        let n = node(110, "8");
+        let mut n = node(110, "8");
         let mut u = NodeUsage::new(n.cidr);
         let Admission::Rejected(r) = u.admit(&n, "a", &req(&[("memory", 2 * 1024 * 1024 * 1024 * 1000)]), false) else { panic!() };
         assert_eq!(r.reason, "OutOfmemory");
         assert!(r.message.ends_with("memory, requested: 2147483648, used: 0, capacity: 1073741824"), "{}", r.message);
-        let Admission::Rejected(r) = u.admit(&n, "b", &req(&[("nvidia.com/gpu", 1000)]), false) else { panic!() };
-        assert_eq!(r.reason, "OutOfnvidia.com/gpu", "a resource the node does not have");
+        n.allocatable.insert("example.com/fpga".to_string(), 1000);
+        let Admission::Rejected(r) = u.admit(&n, "b", &req(&[("example.com/fpga", 2000)]), false) else { panic!() };
+        assert_eq!(r.reason, "OutOfexample.com/fpga");
+        assert!(r.message.ends_with("example.com/fpga, requested: 2, used: 0, capacity: 1"), "{}", r.message);
+        assert!(
+            matches!(u.admit(&n, "c", &req(&[("nvidia.com/gpu", 1000)]), false), Admission::Admitted(_)),
+            "an extended resource the node does not know is not the node's to check"
+        );
     }
 
     #[test]

@@ -16,11 +16,11 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition,
-    PodIP, PodSpec, PodStatus,
+    PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
-use skiff_api::validation::quantity::Quantity;
+use skiff_api::pod_resources;
 
 use super::node::stable_hex;
 
@@ -206,6 +206,8 @@ impl PodView {
     /// Reads a Pod from its JSON; `None` if it is not a pod.
     pub fn from_value(mut v: Value) -> Option<PodView> {
         let status = v.get_mut("status").map(Value::take).unwrap_or(Value::Null);
+        let requests = pod_requests(&v);
+        let qos = pod_resources::qos_class(&v);
         let pod: Pod = serde_json::from_value(v).ok()?;
         let meta = pod.metadata;
         let spec = pod.spec.unwrap_or_default();
@@ -229,8 +231,8 @@ impl PodView {
             containers: spec.containers.iter().map(view_of).collect(),
             init_containers: spec.init_containers.iter().flatten().map(view_of).collect(),
             readiness_gates: spec.readiness_gates.iter().flatten().map(|g| g.condition_type.clone()).collect(),
-            requests: pod_requests(&spec),
-            qos: qos_class(&spec),
+            requests,
+            qos,
             phase: status.get("phase").and_then(Value::as_str).unwrap_or("").to_string(),
             started: status.get("startTime").is_some_and(|t| !t.is_null()),
             pod_ip: status.get("podIP").and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from),
@@ -266,78 +268,14 @@ impl PodView {
 
 // === resources ===
 
-/// The QoS class, as upstream computes it: limits for cpu and memory on every
-/// container equal to the summed requests make Guaranteed; no requests or limits at
-/// all make BestEffort; anything else is Burstable.
-pub fn qos_class(spec: &PodSpec) -> &'static str {
-    // Sums in thousandths, which is as fine as upstream's comparison needs.
-    let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
-    let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
-    let mut guaranteed = true;
-    let positive = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, name: &str| {
-        m.and_then(|m| m.get(name)).and_then(|q| Quantity::parse(&q.0).ok()).map(|q| q.milli_value()).filter(|v| *v > 0)
-    };
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
-        let resources = c.resources.as_ref();
-        let mut limits_found = 0;
-        for name in ["cpu", "memory"] {
-            if let Some(v) = positive(resources.and_then(|r| r.requests.as_ref()), name) {
-                *requests.entry(name).or_default() += v;
-            }
-            if let Some(v) = positive(resources.and_then(|r| r.limits.as_ref()), name) {
-                limits_found += 1;
-                *limits.entry(name).or_default() += v;
-            }
-        }
-        if limits_found < 2 {
-            guaranteed = false;
-        }
-    }
-    if requests.is_empty() && limits.is_empty() {
-        return "BestEffort";
-    }
-    if guaranteed && requests.len() == limits.len() && requests.iter().all(|(name, req)| limits.get(name) == Some(req)) {
-        return "Guaranteed";
-    }
-    "Burstable"
-}
-
-/// What a container asks for: its requests, or its limits where it has no request
-/// (the API's defaulting does the same).
-fn container_requests(c: &Container) -> BTreeMap<String, i128> {
-    let mut out = BTreeMap::new();
-    let Some(r) = c.resources.as_ref() else { return out };
-    for (name, q) in r.limits.iter().flatten().chain(r.requests.iter().flatten()) {
-        if let Ok(q) = Quantity::parse(&q.0) {
-            out.insert(name.clone(), q.milli_value());
-        }
-    }
-    out
-}
-
-/// The pod's effective requests: the larger of the containers' sum (sidecars
-/// included) and the largest regular init container, plus the pod overhead.
-pub fn pod_requests(spec: &PodSpec) -> BTreeMap<String, i128> {
-    let mut total: BTreeMap<String, i128> = BTreeMap::new();
-    let sidecars = spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always"));
-    for c in spec.containers.iter().chain(sidecars) {
-        for (name, v) in container_requests(c) {
-            *total.entry(name).or_default() += v;
-        }
-    }
-    for c in spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() != Some("Always")) {
-        for (name, v) in container_requests(c) {
-            let t = total.entry(name).or_default();
-            *t = (*t).max(v);
-        }
-    }
-    for (name, q) in spec.overhead.iter().flatten() {
-        if let Ok(q) = Quantity::parse(&q.0) {
-            *total.entry(name.clone()).or_default() += q.milli_value();
-        }
-    }
-    total.retain(|_, v| *v > 0);
-    total
+/// The pod's effective requests in thousandths (cpu millicores, memory
+/// millibytes …), summed as the kubelet's admission sums them (overhead included).
+pub fn pod_requests(pod: &Value) -> BTreeMap<String, i128> {
+    pod_resources::pod(pod, pod_resources::Kind::Requests, true)
+        .into_iter()
+        .map(|(k, a)| (k, a.value.milli_value()))
+        .filter(|(_, v)| *v > 0)
+        .collect()
 }
 
 // === runtime ===
@@ -823,53 +761,25 @@ mod tests {
         }
     }
 
-    fn spec(containers: Value) -> PodSpec {
-        serde_json::from_value(json!({"containers": containers})).unwrap()
-    }
-
     fn condition<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
         s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap()
     }
 
     #[test]
-    fn qos_class_follows_upstream() {
-        assert_eq!(qos_class(&spec(json!([{"name": "a"}]))), "BestEffort");
-        let g = json!([{"name": "a", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1000m", "memory": "1Gi"}}}]);
-        assert_eq!(qos_class(&spec(g)), "Guaranteed", "1 and 1000m are the same quantity");
-        let only_limits = json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]);
-        assert_eq!(qos_class(&spec(only_limits)), "Burstable", "limits without requests: requests were not defaulted here");
-        let unequal = json!([{"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}]);
-        assert_eq!(qos_class(&spec(unequal)), "Burstable");
-        let cpu_only = json!([{"name": "a", "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}}]);
-        assert_eq!(qos_class(&spec(cpu_only)), "Burstable", "Guaranteed needs memory limits too");
-        let mixed = json!([
-            {"name": "a", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}},
-            {"name": "b"}
-        ]);
-        assert_eq!(qos_class(&spec(mixed)), "Burstable", "one container without limits breaks Guaranteed");
-        let zero = json!([{"name": "a", "resources": {"requests": {"cpu": "0"}}}]);
-        assert_eq!(qos_class(&spec(zero)), "BestEffort", "zero requests do not count");
-        let ext = json!([{"name": "a", "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}}]);
-        assert_eq!(qos_class(&spec(ext)), "BestEffort", "only cpu and memory decide");
-    }
-
-    #[test]
-    fn pod_requests_take_the_larger_of_containers_and_init_containers() {
-        let s: PodSpec = serde_json::from_value(json!({
+    fn views_carry_the_qos_class_and_summed_requests() {
+        let v = pod(json!({"spec": {
             "containers": [
-                {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}},
-                {"name": "b", "resources": {"limits": {"cpu": "250m"}}}
+                {"name": "a", "image": "x", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}}},
+                {"name": "b", "image": "x", "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "0.25", "memory": "64Mi"}}}
             ],
-            "initContainers": [
-                {"name": "init", "resources": {"requests": {"cpu": "2", "memory": "16Mi"}}},
-                {"name": "side", "restartPolicy": "Always", "resources": {"requests": {"memory": "64Mi"}}}
-            ],
+            "initContainers": [{"name": "init", "image": "x", "resources": {"requests": {"cpu": "2", "memory": "16Mi"}, "limits": {"cpu": "2", "memory": "16Mi"}}}],
             "overhead": {"cpu": "10m"}
-        }))
-        .unwrap();
-        let r = pod_requests(&s);
-        assert_eq!(r["cpu"], 2010, "the init container's 2 cpu outweighs 500m, plus overhead");
-        assert_eq!(r["memory"], 128 * 1024 * 1024 * 1000, "containers and the sidecar together");
+        }}));
+        assert_eq!(v.qos, "Guaranteed", "250m and 0.25 are the same quantity");
+        assert_eq!(v.requests["cpu"], 2010, "the init container's 2 cpu outweighs 500m, plus overhead");
+        assert_eq!(v.requests["memory"], 128 * 1024 * 1024 * 1000, "the two containers together");
+        assert_eq!(pod(json!({})).qos, "BestEffort");
+        assert!(pod(json!({})).requests.is_empty());
     }
 
     #[test]

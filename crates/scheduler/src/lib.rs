@@ -13,14 +13,20 @@
 //! - [`status`]: plugin verdicts and upstream's failure message.
 //! - [`framework`]: the extension points and the per-pod algorithm.
 //! - [`plugins`]: the default plugins.
+//! - [`preemption`]: DefaultPreemption, the PostFilter.
+//! - [`queue`]: activeQ, backoffQ and the unschedulable pods.
+//! - [`cache`]: nodes with their pods, assumed pods and nominations.
+//! - [`scheduler`]: informers, the scheduling loop, binding, status and events.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod cache;
 pub mod framework;
 pub mod plugins;
 pub mod preemption;
 pub mod queue;
 pub mod resources;
+pub mod scheduler;
 pub mod selectors;
 pub mod status;
 pub mod types;
@@ -47,6 +53,5 @@ impl Default for SchedulerConfig {
 
 /// Runs the scheduler until the future is dropped.
 pub async fn run(client: Client, config: SchedulerConfig) {
-    let _ = (client, config);
-    std::future::pending::<()>().await
+    scheduler::Scheduler::new(client, config).run().await
 }

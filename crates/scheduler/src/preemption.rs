@@ -41,8 +41,9 @@ pub struct Candidate {
 pub enum Outcome {
     Preempt(Candidate),
     /// Preemption cannot help; the message goes after the filter reasons
-    /// (`preemption: …`).
-    NotHelpful(String),
+    /// (`preemption: …`). `clear_nomination` when no candidate was found, so an
+    /// earlier nomination is void; not when the pod was not eligible to try.
+    NotHelpful { message: String, clear_nomination: bool },
 }
 
 /// Whether a pod is on its way out because the scheduler preempted it.
@@ -159,7 +160,7 @@ pub fn pick_one(candidates: &[Candidate]) -> Option<&Candidate> {
 /// rejected it.
 pub fn preempt(fw: &Framework, pod: &PodInfo, snapshot: &Snapshot<'_>, statuses: &NodeToStatus, rng: &mut impl Rng) -> Outcome {
     if let Err(msg) = eligible(pod, snapshot, statuses) {
-        return Outcome::NotHelpful(format!("preemption: {msg}"));
+        return Outcome::NotHelpful { message: format!("preemption: {msg}"), clear_nomination: false };
     }
     let mut diagnosis = Diagnosis::default();
     diagnosis.node_to_status.set_absent(Status::unresolvable(NAME, MSG_NOT_HELPFUL));
@@ -200,7 +201,7 @@ pub fn preempt(fw: &Framework, pod: &PodInfo, snapshot: &Snapshot<'_>, statuses:
         Some(c) => Outcome::Preempt(c.clone()),
         None => {
             let e = FitError { num_all_nodes: snapshot.nodes.len(), diagnosis };
-            Outcome::NotHelpful(format!("preemption: {e}"))
+            Outcome::NotHelpful { message: format!("preemption: {e}"), clear_nomination: true }
         }
     }
 }
@@ -223,7 +224,7 @@ mod tests {
 
     fn message(out: &Outcome) -> &str {
         match out {
-            Outcome::NotHelpful(m) => m,
+            Outcome::NotHelpful { message, .. } => message,
             Outcome::Preempt(c) => panic!("unexpected candidate {c:?}"),
         }
     }

@@ -332,6 +332,11 @@ impl SchedulingQueue {
         }
     }
 
+    /// The latest version of a queued pod.
+    pub fn pod(&self, uid: &str) -> Option<Arc<PodInfo>> {
+        self.entries.get(uid).map(|e| e.info.pod.clone())
+    }
+
     pub fn contains(&self, uid: &str) -> bool {
         self.entries.contains_key(uid)
     }

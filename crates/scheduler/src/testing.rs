@@ -85,11 +85,6 @@ impl MakePod {
         self
     }
 
-    pub fn uid(mut self, uid: &str) -> Self {
-        self.pod.metadata.uid = Some(uid.into());
-        self
-    }
-
     pub fn label(mut self, k: &str, v: &str) -> Self {
         self.pod.metadata.labels.get_or_insert_with(Default::default).insert(k.into(), v.into());
         self

@@ -1,5 +1,6 @@
 //! The verbs: get, list, create, update, patch, delete and deletecollection, plus the
-//! status, scale and binding subresources. Watch lives in [`crate::watch`].
+//! status, scale and binding subresources, and (in [`eviction`]) `pods/eviction`.
+//! Watch lives in [`crate::watch`].
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Response, StatusCode};
@@ -16,6 +17,8 @@ use crate::object::{decode_stored, CachedObject};
 use crate::output::{self, Format};
 use crate::request::{Query, ResourceRequest};
 use crate::write::{self, Part};
+
+mod eviction;
 
 /// Request bodies larger than this are refused with 413, as upstream.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -365,7 +368,7 @@ pub async fn create(app: &App, rr: &ResourceRequest, q: &Query, headers: &Header
     if rr.name.is_some() {
         return match rr.subresource {
             Some(Subresource::Binding) => bind(app, rr, q, headers, body).await,
-            Some(Subresource::Eviction) => evict(app, rr, headers, body).await,
+            Some(Subresource::Eviction) => eviction::evict(app, rr, q, headers, body).await,
             _ => Err(StatusError::method_not_allowed(format!("the server does not allow this method on the requested resource ({})", rr.res.plural))),
         };
     }
@@ -395,11 +398,16 @@ pub async fn create_object(app: &App, res: &ResourceInfo, obj: Value, manager: &
         }
         app.check_namespace(&ns, res, if given.is_empty() { generate.as_deref().unwrap_or("") } else { &given }).await?;
     }
+    // Refusals name the object as given: its generateName until a name is chosen.
+    let called = if given.is_empty() { generate.clone().unwrap_or_default() } else { given.clone() };
+    let mut obj = obj;
+    write::admission::mutate_create(app, res, &mut obj, &called)?;
     for attempt in 0..8 {
         let mut o = obj.clone();
         let name = if given.is_empty() { write::generate_name(generate.as_deref().unwrap_or("")) } else { given.clone() };
         meta::metadata_mut(&mut o).insert("name".into(), json!(name));
         let o = write::prepare_create(res, o, Some(manager), &now())?;
+        write::admission::validate_create(app, res, &o, &called, jiff::Timestamp::now()).await?;
         let _guard = if res.kind == "Service" { Some(app.alloc_lock.lock().await) } else { None };
         // Held until the create is written or has failed (dropping it settles the reservations).
         let (o, _reservations) = if res.kind == "Service" { alloc::allocate_service(app, o, dry_run).await? } else { (o, alloc::Reservations::none()) };
@@ -479,6 +487,9 @@ pub async fn update(app: &App, rr: &ResourceRequest, q: &Query, headers: &Header
             } else {
                 write::prepare_update(res, current, obj.clone(), part, Some(&manager), &now())?
             };
+            if part == Part::Main {
+                write::admission::validate_update(app, res, &new, current)?;
+            }
             Ok(decide_after_update(res, current, new))
         })
         .await?;
@@ -648,6 +659,9 @@ pub async fn patch(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderM
                 let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, &name)) };
                 let merged = patch::server_side_apply(res.definition, Some(current), &applied, &manager, force, &now()).map_err(|e| apply_error(res, &name, e))?;
                 let new = write::prepare_update(res, current, merged, part, None, &now())?;
+                if part == Part::Main {
+                    write::admission::validate_update(app, res, &new, current)?;
+                }
                 Ok(decide_after_update(res, current, new))
             })
             .await?;
@@ -695,6 +709,9 @@ pub async fn patch(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderM
                 return Err(StatusError::invalid(res.group, res.kind, &name, vec![skiff_api::Cause::invalid("metadata.name", &json!(meta::name(&patched)), "field is immutable")]));
             }
             let new = write::prepare_update(res, current, patched, part, Some(&manager), &now())?;
+            if part == Part::Main {
+                write::admission::validate_update(app, res, &new, current)?;
+            }
             Ok(decide_after_update(res, current, new))
         })
         .await?;
@@ -740,7 +757,10 @@ async fn create_object_apply(app: &App, res: &ResourceInfo, obj: Value, dry_run:
     if res.namespaced {
         app.check_namespace(namespace.as_deref().unwrap_or(""), res, &name).await?;
     }
+    let mut obj = obj;
+    write::admission::mutate_create(app, res, &mut obj, &name)?;
     let o = write::prepare_create(res, obj, None, &now())?;
+    write::admission::validate_create(app, res, &o, &name, jiff::Timestamp::now()).await?;
     let _guard = if res.kind == "Service" { Some(app.alloc_lock.lock().await) } else { None };
     let (mut o, _reservations) = if res.kind == "Service" { alloc::allocate_service(app, o, dry_run).await? } else { (o, alloc::Reservations::none()) };
     if dry_run {
@@ -931,50 +951,71 @@ async fn delete_collection(app: &App, rr: &ResourceRequest, q: &Query, body: &[u
 
 // === pods/binding and pods/eviction ===
 
+/// `pods/binding`: assigns a pending pod to a node, once. Refusals are 409s on
+/// `pods/binding`, as upstream words them (`Operation cannot be fulfilled on
+/// pods/binding "web": pod web is already assigned to node "n1"`).
 async fn bind(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderMap, body: &[u8]) -> Resp {
     let name = rr.name.clone().unwrap_or_default();
     let mut binding = parse_body(rr.res, headers, body)?;
     check_type(rr.res, &mut binding, "Binding", "v1")?;
+    let given = meta::name(&binding);
+    if !given.is_empty() && given != name {
+        return Err(StatusError::bad_request("name in URL does not match name in Binding object"));
+    }
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
     if node.is_empty() {
         return Err(StatusError::invalid("", "Binding", &name, vec![skiff_api::Cause::required("target.name")]));
     }
+    let uid = binding.pointer("/metadata/uid").and_then(Value::as_str).filter(|u| !u.is_empty()).map(String::from);
+    let annotations = binding.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default();
     let manager = field_manager(q, headers)?;
     let res = rr.res;
+    let refuse = |why: String| StatusError::conflict("", "pods/binding", &name, &why);
     app.guaranteed_update(res, rr.namespace.as_deref(), &name, q.dry_run(), |current| {
         let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, &name)) };
+        let current_uid = current.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+        if let Some(uid) = uid.as_deref().filter(|u| *u != current_uid) {
+            return Err(refuse(format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {current_uid}")));
+        }
         if meta::is_deleting(current) {
-            return Err(StatusError::conflict(res.group, res.plural, &name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(refuse(format!("pod {name} is being deleted, cannot be assigned to a host")));
         }
         if let Some(n) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-            return Err(StatusError::conflict(res.group, res.plural, &name, &format!("pod {} is already assigned to node \"{}\"", name, n)));
+            return Err(refuse(format!("pod {name} is already assigned to node \"{n}\"")));
+        }
+        if current.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+            return Err(refuse(format!("pod {name} has non-empty .spec.schedulingGates")));
         }
         let mut new = current.clone();
         new["spec"]["nodeName"] = json!(node);
+        if !annotations.is_empty() {
+            let m = meta::metadata_mut(&mut new);
+            let a = m.entry("annotations").or_insert_with(|| json!({}));
+            if !a.is_object() {
+                *a = json!({});
+            }
+            for (k, v) in &annotations {
+                a[k] = v.clone();
+            }
+        }
         let mut conds: Vec<Value> = new.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-        conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-        conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()}));
+        match conds.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled")) {
+            Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => {}
+            Some(c) => {
+                c["status"] = json!("True");
+                c["lastTransitionTime"] = json!(now());
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("reason");
+                    o.remove("message");
+                }
+            }
+            None => conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()})),
+        }
         new["status"]["conditions"] = json!(conds);
         // Binding changes spec and status at once; upstream bypasses the update rules.
-        let mut new = new;
         skiff_api::patch::record_update(res.definition, Some(current), &mut new, &manager, "binding", &now());
         Ok(Decision::Write(new))
     })
     .await?;
-    Ok(output::value_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
-}
-
-async fn evict(app: &App, rr: &ResourceRequest, headers: &HeaderMap, body: &[u8]) -> Resp {
-    let name = rr.name.clone().unwrap_or_default();
-    let mut ev = parse_body(rr.res, headers, body)?;
-    if ev.get("apiVersion").and_then(Value::as_str) == Some("policy/v1beta1") {
-        ev["apiVersion"] = json!("policy/v1");
-    }
-    check_type(rr.res, &mut ev, "Eviction", "policy/v1")?;
-    let mut opts = DeleteOpts::default();
-    if let Some(d) = ev.get("deleteOptions") {
-        opts = delete_options(&Query::default(), serde_json::to_vec(d).unwrap_or_default().as_slice())?;
-    }
-    delete_object(app, rr.res, rr.namespace.as_deref(), &name, &opts).await?;
     Ok(output::value_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
 }

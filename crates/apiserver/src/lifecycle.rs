@@ -1,5 +1,5 @@
-//! What the server keeps true by itself: the built-in namespaces and the `kubernetes`
-//! Service, namespace termination, and garbage collection by owner references
+//! What the server keeps true by itself: the built-in namespaces, PriorityClasses and
+//! the `kubernetes` Service, namespace termination, and garbage collection by owner references
 //! (background, foreground and orphan propagation).
 //!
 //! Both loops are level-triggered: each pass reads the caches, takes the steps the
@@ -25,13 +25,26 @@ fn res(group: &str, plural: &str) -> &'static ResourceInfo {
     resources::lookup(group, "v1", plural).expect("registered")
 }
 
-/// Creates the built-in namespaces and the `kubernetes` Service if missing.
+/// Creates the built-in namespaces, PriorityClasses and the `kubernetes` Service if
+/// missing; safe to run on every start, by every server.
 pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), StatusError> {
     let ns = res("", "namespaces");
     for name in BUILTIN_NAMESPACES {
         if app.read(ns, None, name).await?.is_none() {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
             match handlers::create_object(app, ns, obj, MANAGER, false).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    // The built-in PriorityClasses, which pods of the system may name.
+    let pcs = resources::lookup("scheduling.k8s.io", "v1", "priorityclasses").expect("registered");
+    for class in skiff_api::admission::priority::system_classes() {
+        let name = meta::name(&class).to_string();
+        if app.read(pcs, None, &name).await?.is_none() {
+            match handlers::create_object(app, pcs, class, MANAGER, false).await {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
                 Err(e) => return Err(e),

@@ -1,8 +1,12 @@
 //! How objects are prepared for the store on create and update: server-set metadata,
 //! status handling, generation, defaulting, validation and field ownership.
+//! [`admission`] runs the built-in admission plugins around these steps.
 
 use serde_json::{json, Map, Value};
+use skiff_api::pod_resources::qos_class;
 use skiff_api::{defaults, meta, patch, validation, ResourceInfo, StatusError};
+
+pub mod admission;
 
 /// Characters upstream uses for `generateName` suffixes (no vowels, no confusables).
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -28,39 +32,6 @@ fn initial_status(res: &ResourceInfo, given: Option<&Value>) -> Option<Value> {
         "PersistentVolume" | "PersistentVolumeClaim" => Some(json!({"phase": "Pending"})),
         "Service" => Some(json!({"loadBalancer": {}})),
         _ => Some(json!({})),
-    }
-}
-
-/// Pod QoS class, as upstream computes it (Guaranteed, Burstable, BestEffort).
-fn qos_class(pod: &Value) -> &'static str {
-    let mut any = false;
-    let mut guaranteed = true;
-    let containers = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
-        .flatten();
-    for c in containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        for r in ["cpu", "memory"] {
-            let rq = req.and_then(|m| m.get(r));
-            let lm = lim.and_then(|m| m.get(r));
-            if rq.is_some() || lm.is_some() {
-                any = true;
-            }
-            match (rq, lm) {
-                (_, None) => guaranteed = false,
-                (Some(a), Some(b)) if a != b => guaranteed = false,
-                _ => {}
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
     }
 }
 
@@ -200,6 +171,15 @@ pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, m
         }
     }
     defaults::apply_defaults(res, &mut obj);
+    if res.group.is_empty() && res.kind == "Pod" && part == Part::Main {
+        // The Priority plugin's update rule: what it computed at create stays.
+        skiff_api::admission::priority::keep_on_update(&mut obj, old);
+    }
+    // Upstream decodes the stored object with today's defaults before comparing, so
+    // a default added since it was written is not a change the client made.
+    let mut old_view = old.clone();
+    defaults::apply_defaults(res, &mut old_view);
+    let old = &old_view;
     if res.tracks_generation && spec_part(&obj) != spec_part(old) {
         let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
         meta::metadata_mut(&mut obj).insert("generation".into(), json!(g + 1));

@@ -69,9 +69,8 @@ pub const MIN_UNAVAILABLE_REASON: &str = "MinimumReplicasUnavailable";
 pub enum Error {
     #[error(transparent)]
     Api(#[from] skiff_client::Error),
-    /// `maxSurge` or `maxUnavailable` is neither an int nor a percentage.
-    #[error("invalid value for IntOrString: {0}")]
-    IntOrPercent(String),
+    #[error(transparent)]
+    IntOrPercent(#[from] IntOrPercentError),
     #[error("cannot adopt replica sets: {0}")]
     CannotAdopt(String),
     /// A ReplicaSet named after the template hash exists but belongs to someone
@@ -149,13 +148,18 @@ fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
 
 // === fenceposts ===
 
+/// `maxSurge` or `maxUnavailable` is neither an int nor a percentage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value for IntOrString: {0}")]
+pub struct IntOrPercentError(pub String);
+
 /// An int-or-percent scaled against `total` (upstream
 /// `GetScaledValueFromIntOrPercent`): percentages round up or down as asked.
-pub fn scaled_value(v: &IntOrString, total: i32, round_up: bool) -> Result<i32, Error> {
+pub fn scaled_value(v: &IntOrString, total: i32, round_up: bool) -> Result<i32, IntOrPercentError> {
     match v {
         IntOrString::Int(i) => Ok(*i),
         IntOrString::String(s) => {
-            let pct: i64 = s.strip_suffix('%').and_then(|n| n.parse().ok()).ok_or_else(|| Error::IntOrPercent(s.clone()))?;
+            let pct: i64 = s.strip_suffix('%').and_then(|n| n.parse().ok()).ok_or_else(|| IntOrPercentError(s.clone()))?;
             let scaled = pct * i64::from(total);
             let v = if round_up { (scaled + 99).div_euclid(100) } else { scaled.div_euclid(100) };
             Ok(v as i32)
@@ -166,7 +170,7 @@ pub fn scaled_value(v: &IntOrString, total: i32, round_up: bool) -> Result<i32, 
 /// `(maxSurge, maxUnavailable)` as numbers of pods for `desired` replicas
 /// (upstream `ResolveFenceposts`): surge rounds up, unavailability down, and when
 /// both come to zero one pod may be unavailable, or nothing could ever move.
-pub fn resolve_fenceposts(max_surge: Option<&IntOrString>, max_unavailable: Option<&IntOrString>, desired: i32) -> Result<(i32, i32), Error> {
+pub fn resolve_fenceposts(max_surge: Option<&IntOrString>, max_unavailable: Option<&IntOrString>, desired: i32) -> Result<(i32, i32), IntOrPercentError> {
     let zero = IntOrString::Int(0);
     let surge = scaled_value(max_surge.unwrap_or(&zero), desired, true)?;
     let unavailable = scaled_value(max_unavailable.unwrap_or(&zero), desired, false)?;
@@ -1364,7 +1368,7 @@ mod tests {
         assert_eq!(resolve_fenceposts(Some(&pct("0%")), Some(&pct("0%")), 10).unwrap(), (0, 1), "both zero: one may be unavailable");
         assert_eq!(resolve_fenceposts(Some(&pct("1%")), Some(&pct("1%")), 1).unwrap(), (1, 0));
         assert_eq!(resolve_fenceposts(None, None, 3).unwrap(), (0, 1));
-        assert!(matches!(resolve_fenceposts(Some(&pct("x%")), None, 3), Err(Error::IntOrPercent(_))));
+        assert_eq!(resolve_fenceposts(Some(&pct("x%")), None, 3), Err(IntOrPercentError("x%".into())));
     }
 
     #[test]
@@ -1398,11 +1402,11 @@ mod tests {
         let new = rs("new", 2, 0, 2);
         let all = vec![old.clone(), new.clone()];
         // 12 pods, 10 available, 9 needed, 2 new ones unavailable: one may go.
-        assert_eq!(plan_old_scale_down(&d, &all, &[old.clone()], &new), vec![("old".to_string(), 9)]);
+        assert_eq!(plan_old_scale_down(&d, &all, std::slice::from_ref(&old), &new), vec![("old".to_string(), 9)]);
         // Two new pods became available: scale down by two more (11 pods, 11 available).
         let old9 = rs("old", 9, 9, 1);
         let new_ready = rs("new", 2, 2, 2);
-        assert_eq!(plan_old_scale_down(&d, &[old9.clone(), new_ready.clone()], &[old9.clone()], &new_ready), vec![("old".to_string(), 7)]);
+        assert_eq!(plan_old_scale_down(&d, &[old9.clone(), new_ready.clone()], std::slice::from_ref(&old9), &new_ready), vec![("old".to_string(), 7)]);
         // A stale availability above the lowered size does not count.
         let mut stale = rs("old", 9, 10, 1);
         stale.status.as_mut().unwrap().replicas = 10;
@@ -1560,7 +1564,7 @@ mod tests {
         let st = rollout_status(&d, std::slice::from_ref(&stuck), Some(&stuck), ts(1_030));
         assert_eq!(condition(&st, PROGRESSING).unwrap().reason.as_deref(), Some(RS_UPDATED_REASON));
         assert_eq!(requeue_stuck_after(&d, &st, ts(1_030)), Some(Duration::from_secs(30)));
-        let st = rollout_status(&d, &[stuck.clone()], Some(&stuck), ts(1_061));
+        let st = rollout_status(&d, std::slice::from_ref(&stuck), Some(&stuck), ts(1_061));
         let p = condition(&st, PROGRESSING).unwrap();
         assert_eq!((p.status.as_str(), p.reason.as_deref()), ("False", Some(TIMED_OUT_REASON)));
         assert_eq!(p.message.as_deref(), Some("ReplicaSet \"web-abc\" has timed out progressing."));
@@ -1570,7 +1574,7 @@ mod tests {
     fn one_active_replica_set_takes_the_whole_scale() {
         let old = rs("old", 0, 0, 1);
         let new = rs("new", 3, 3, 2);
-        assert_eq!(find_active_or_latest(Some(&new), &[old.clone()]).map(|r| name(&r.metadata).to_string()), Some("new".into()));
+        assert_eq!(find_active_or_latest(Some(&new), std::slice::from_ref(&old)).map(|r| name(&r.metadata).to_string()), Some("new".into()));
         assert!(find_active_or_latest(Some(&new), &[rs("old", 1, 1, 1)]).is_none());
         assert_eq!(find_active_or_latest(None, &[old, rs("older", 0, 0, 0)]).map(|r| name(&r.metadata).to_string()), Some("old".into()));
     }

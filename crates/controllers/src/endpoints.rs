@@ -471,6 +471,9 @@ fn slice_labels(svc: &Service) -> BTreeMap<String, String> {
     labels
 }
 
+/// The ports of one port set and its endpoints by identity.
+type PortSetEndpoints = (Vec<SlicePort>, Vec<(String, Endpoint)>);
+
 /// Reconciles existing slices with the desired endpoints (upstream
 /// `reconcileByAddressType`, simplified): per port set, endpoints stay in their
 /// slice (updated if changed), stale ones go, new ones fill slices with room before
@@ -480,7 +483,7 @@ pub fn plan_slices(svc: &Service, existing: &[EndpointSlice], desired: Vec<Desir
     let mut plan = SlicePlan::default();
     let labels = slice_labels(svc);
     // Desired endpoints by port set, then by identity (kept in pod order).
-    let mut wanted: BTreeMap<String, (Vec<SlicePort>, Vec<(String, Endpoint)>)> = BTreeMap::new();
+    let mut wanted: BTreeMap<String, PortSetEndpoints> = BTreeMap::new();
     for d in desired {
         let entry = wanted.entry(ports_key(&d.ports)).or_insert_with(|| (d.ports.clone(), Vec::new()));
         entry.1.push((endpoint_key(&d.endpoint), d.endpoint));

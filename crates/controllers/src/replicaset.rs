@@ -409,7 +409,7 @@ pub fn calculate_status(rs: &ReplicaSet, pods: &[Arc<Pod>], manage_error: Option
     let mut status = rs.status.clone().unwrap_or_default();
     let template_labels: BTreeMap<String, String> =
         rs.spec.as_ref().and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
-    let min_ready = min_ready_seconds(&rs);
+    let min_ready = min_ready_seconds(rs);
     let (mut fully_labeled, mut ready, mut available) = (0, 0, 0);
     for pod in pods {
         let labels = pod.metadata.labels.clone().unwrap_or_default();

@@ -154,11 +154,6 @@ impl MakePod {
         self
     }
 
-    pub fn scheduler_name(mut self, name: &str) -> Self {
-        self.spec().scheduler_name = Some(name.into());
-        self
-    }
-
     pub fn node_selector(mut self, k: &str, v: &str) -> Self {
         self.spec().node_selector.get_or_insert_with(Default::default).insert(k.into(), v.into());
         self

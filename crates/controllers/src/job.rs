@@ -1991,7 +1991,7 @@ mod tests {
         let cond = policy(vec![condition_rule("FailJob", "ConfigIssue")]);
         let m = match_pod_failure_policy(Some(&cond), &MakePod::new("q", "Failed").condition("ConfigIssue").obj());
         assert_eq!(m.fail_job_message.as_deref(), Some("Pod default/q has condition ConfigIssue matching FailJob rule at index 0"));
-        assert_eq!(match_pod_failure_policy(None, &fatal).count_failed, true);
+        assert!(match_pod_failure_policy(None, &fatal).count_failed);
     }
 
     #[test]

@@ -242,6 +242,16 @@ fn statefulset_creates_in_order_updates_above_the_partition_and_scales_down_in_r
     assert!(messages.iter().any(|m| m == "SuccessfulCreate create Pod web-0 in StatefulSet web successful"), "{messages:#?}");
     assert!(messages.iter().any(|m| m == "SuccessfulCreate create Claim data-web-0 Pod web-0 in StatefulSet web success"), "{messages:#?}");
 
+    // A failed member is deleted and recreated under the same name.
+    let failed_uid = s.json(&["get", "pod", "web-1"])["metadata"]["uid"].as_str().unwrap().to_string();
+    s.ok(&["patch", "pod", "web-1", "--subresource=status", "--type=merge", "-p", r#"{"status":{"phase":"Failed"}}"#]);
+    s.eventually("web-1 recreated", WAIT, || {
+        let pod = s.json(&["get", "pods", "-l", "statefulset.kubernetes.io/pod-name=web-1"])["items"][0].clone();
+        !pod.is_null() && pod["metadata"]["uid"] != failed_uid.as_str() && pod["status"]["phase"] == "Running"
+    });
+    s.ok(&["rollout", "status", "sts/web", "--timeout=90s"]);
+    assert!(event_messages(&s, "web").iter().any(|m| m == "SuccessfulDelete delete Pod web-1 in StatefulSet web successful"));
+
     // A rolling update with partition 1 replaces web-2, then web-1, and keeps web-0.
     let before_update = watch.len();
     s.ok(&["patch", "sts", "web", "-p", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":1}}}}"#]);

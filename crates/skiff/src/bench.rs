@@ -4,9 +4,11 @@
 //! Each backend (`--backends sqlite,etcd`) gets its own server and datastore, and a
 //! block of figures; a last block gives the etcd/SQLite ratios of the headline ones.
 //!
-//! - creates/s and mutating-call p50/p99 under concurrent writers, against the
-//!   backend's cheapest write: raw `Store::create` on a separate SQLite file, or a
+//! - creates/s and patches/s under concurrent writers, against the backend's cheapest
+//!   write by as many writers: raw `Store::create` on a separate SQLite file, or a
 //!   plain etcd put under a separate prefix (the datastore's own limit);
+//! - mutating-call p50/p99 at a steady offered rate (open loop), against the same
+//!   cheapest write offered at the same rate;
 //! - LIST latency at 10k and 100k pods from the watch cache, against a raw store range
 //!   read of the same keys;
 //! - write-to-watch-event delay with 1,000 watchers, against one watcher.

@@ -400,12 +400,15 @@ async fn advance<T: Target + ?Sized>(target: &T, count: u64, progress: &mut dyn 
 /// `5321` as `5,321`.
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+    // The leading group holds 1 to 3 digits; every later one exactly 3.
+    let head = match digits.len() % 3 {
+        0 => 3.min(digits.len()),
+        r => r,
+    };
+    let mut out = digits[..head].to_string();
+    for group in digits.as_bytes()[head..].chunks(3) {
+        out.push(',');
+        out.push_str(std::str::from_utf8(group).expect("ASCII digits"));
     }
     out
 }
@@ -546,6 +549,7 @@ mod tests {
         assert_eq!(grouped(999), "999");
         assert_eq!(grouped(1000), "1,000");
         assert_eq!(grouped(5321), "5,321");
+        assert_eq!(grouped(100_000), "100,000");
         assert_eq!(grouped(1_234_567), "1,234,567");
     }
 

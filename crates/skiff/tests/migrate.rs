@@ -92,17 +92,20 @@ spec:
 const KINDS: &str = "namespaces,configmaps,secrets,deployments,services,serviceaccounts";
 
 /// What must survive a move, per `kind/namespace/name`: identity, content and
-/// allocated addresses (not the resourceVersion, which the move renews).
+/// allocated addresses (not the resourceVersion, which the move renews, nor what
+/// controllers may still be changing: status, and annotations of workloads).
 fn fingerprint(items: &Value) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for item in items["items"].as_array().expect("a list") {
         let meta = &item["metadata"];
-        let key = format!("{}/{}/{}", item["kind"].as_str().unwrap(), meta["namespace"].as_str().unwrap_or(""), meta["name"].as_str().unwrap());
+        let kind = item["kind"].as_str().unwrap();
+        let key = format!("{kind}/{}/{}", meta["namespace"].as_str().unwrap_or(""), meta["name"].as_str().unwrap());
+        let annotations = if kind == "Deployment" { Value::Null } else { meta["annotations"].clone() };
         let kept = serde_json::json!({
             "uid": meta["uid"],
             "creationTimestamp": meta["creationTimestamp"],
             "labels": meta["labels"],
-            "annotations": meta["annotations"],
+            "annotations": annotations,
             "data": item["data"],
             "spec": item["spec"],
         });

@@ -33,7 +33,7 @@ use crate::podutil::{
     adopt_patch, claim_action, compute_hash, controller_ref, is_namespace_terminating, is_pod_available, is_pod_ready, key_of, label_selector_matches,
     new_controller_ref, pod_from_template, pod_phase, release_patch, run_workers, selector_is_empty, slow_start_batch, split_key, ClaimAction, Expectations,
 };
-use crate::statefulset::scaled_value;
+use crate::deployment::scaled_value;
 use crate::Context;
 
 /// Label with the hash of the template a pod (and a revision) was made from.
@@ -298,7 +298,7 @@ fn rolling(ds: &DaemonSet) -> Option<&k8s_openapi::api::apps::v1::RollingUpdateD
 fn scaled(ds: &DaemonSet, field: &'static str, value: Option<&IntOrString>, total: i32) -> Result<i32, Error> {
     match value {
         None => Ok(0),
-        Some(v) => scaled_value(v, total, true).ok_or_else(|| Error::Invalid { name: name(&ds.metadata).into(), field, value: format!("{v:?}") }),
+        Some(v) => scaled_value(v, total, true).map_err(|_| Error::Invalid { name: name(&ds.metadata).into(), field, value: format!("{v:?}") }),
     }
 }
 

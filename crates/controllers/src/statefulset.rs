@@ -30,6 +30,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 use skiff_client::{Api, DeleteParams, EventRecorder, EventType, InformerEvent, PatchType, WorkQueue};
 
+use crate::deployment::scaled_value;
 use crate::history;
 use crate::podutil::{
     adopt_patch, claim_action, controller_ref, is_pod_available, is_pod_ready, key_of, label_selector_matches, new_controller_ref, pod_from_template, pod_phase,
@@ -527,22 +528,8 @@ fn claim_is_stale(input: &PlanInput<'_>, pod: &Pod) -> bool {
 /// `maxUnavailable` of a rolling update against `replicas`, rounded down and at
 /// least 1 (upstream `getStatefulSetMaxUnavailable`).
 fn max_unavailable(value: Option<&IntOrString>, replicas: i32) -> i32 {
-    let n = value.map_or(Some(1), |v| scaled_value(v, replicas, false)).unwrap_or(1);
+    let n = value.map_or(Ok(1), |v| scaled_value(v, replicas, false)).unwrap_or(1);
     n.max(1)
-}
-
-/// An int-or-percent scaled against `total` (upstream
-/// `GetScaledValueFromIntOrPercent`); `None` for a malformed value.
-pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> Option<i32> {
-    match value {
-        IntOrString::Int(i) => Some(*i),
-        IntOrString::String(s) => {
-            let pct: i64 = s.strip_suffix('%')?.parse().ok()?;
-            let scaled = pct * i64::from(total);
-            let v = if round_up { (scaled + 99).div_euclid(100) } else { scaled.div_euclid(100) };
-            i32::try_from(v).ok()
-        }
-    }
 }
 
 /// Decides what one sync does (upstream `updateStatefulSet`), without touching
@@ -1570,11 +1557,9 @@ mod tests {
     }
 
     #[test]
-    fn int_or_percent_values_scale_against_the_total() {
-        assert_eq!(scaled_value(&IntOrString::Int(3), 10, false), Some(3));
-        assert_eq!(scaled_value(&IntOrString::String("25%".into()), 10, false), Some(2));
-        assert_eq!(scaled_value(&IntOrString::String("25%".into()), 10, true), Some(3));
-        assert_eq!(scaled_value(&IntOrString::String("x".into()), 10, true), None);
+    fn max_unavailable_rounds_down_to_at_least_one() {
+        assert_eq!(max_unavailable(Some(&IntOrString::String("50%".into())), 5), 2);
+        assert_eq!(max_unavailable(Some(&IntOrString::Int(3)), 5), 3);
         assert_eq!(max_unavailable(Some(&IntOrString::String("10%".into())), 3), 1);
         assert_eq!(max_unavailable(None, 3), 1);
     }

@@ -292,7 +292,16 @@ where
         }))
         .buffer_unordered(COPY_CONCURRENCY);
         while let Some(written) = writes.next().await {
-            written.context("writing to etcd")?;
+            written.with_context(|| {
+                format!(
+                    "writing to etcd after {} of {} keys; the target now holds a partial copy under {p}: \
+                     clear it with `etcdctl --endpoints={} del --prefix {p}/` before running migrate again",
+                    grouped(copied as u64),
+                    grouped(total as u64),
+                    target.endpoints(),
+                    p = target.prefix(),
+                )
+            })?;
         }
         copied += n;
         if n > 0 {
@@ -432,6 +441,8 @@ mod tests {
         max_value_size: usize,
         txn_sizes: std::sync::Mutex<Vec<usize>>,
         puts: tokio::sync::Mutex<()>,
+        /// Transactions that succeed before every later one fails as unavailable.
+        failing_after: Option<usize>,
     }
 
     impl FakeTarget {
@@ -443,6 +454,7 @@ mod tests {
                 max_value_size: 1 << 20,
                 txn_sizes: Default::default(),
                 puts: Default::default(),
+                failing_after: None,
             }
         }
     }
@@ -469,7 +481,13 @@ mod tests {
                     source.create("/registry/configmaps/default/late", Bytes::from_static(b"{}")).await?;
                 }
             }
-            self.txn_sizes.lock().unwrap().push(items.len());
+            {
+                let mut sizes = self.txn_sizes.lock().unwrap();
+                if self.failing_after.is_some_and(|n| sizes.len() >= n) {
+                    return Err(StoreError::Unavailable("etcd lost its quorum".into()));
+                }
+                sizes.push(items.len());
+            }
             let mut rev = 0;
             for (key, value) in items {
                 rev = self.store.create(&key, value).await?.mod_revision;
@@ -658,6 +676,20 @@ mod tests {
         let e = report.unwrap_err();
         assert!(matches!(migrate_error(&e), MigrateError::TooLarge { key, size: 2000, limit: 1000 } if key == "/registry/configmaps/default/big"), "{e:#}");
         assert_eq!(target.store.current_revision().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_says_a_partial_copy_is_left_and_how_to_clear_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = source_with_history(dir.path(), 2000).await;
+        let mut target = FakeTarget::new(dir.path());
+        target.failing_after = Some(10);
+        let (report, _) = run_copy(&source, &target).await;
+        let text = format!("{:#}", report.unwrap_err());
+        assert!(text.contains("after 1,000 of 2,001 keys"), "{text}");
+        assert!(text.contains("partial copy under /skiff") && text.contains("del --prefix /skiff/"), "{text}");
+        assert!(text.contains("etcd lost its quorum"), "the cause is kept: {text}");
+        assert_eq!(target.store.compacted_revision().await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -172,8 +172,10 @@ pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, m
     }
     defaults::apply_defaults(res, &mut obj);
     if res.group.is_empty() && res.kind == "Pod" && part == Part::Main {
-        // The Priority plugin's update rule: what it computed at create stays.
+        // The Priority plugin's update rule (what it computed at create stays), and
+        // DefaultTolerationSeconds, which upstream runs on updates too.
         skiff_api::admission::priority::keep_on_update(&mut obj, old);
+        skiff_api::admission::default_toleration_seconds(&mut obj);
     }
     // Upstream decodes the stored object with today's defaults before comparing, so
     // a default added since it was written is not a change the client made.

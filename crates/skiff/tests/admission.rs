@@ -111,6 +111,9 @@ fn priority_classes_include_the_built_ins_and_give_pods_their_priority() {
     let p = s.json(&["get", "pod", "plain"]);
     assert_eq!(p["spec"]["priority"], 0);
     assert!(p["spec"].get("priorityClassName").is_none());
+    // DefaultTolerationSeconds: five minutes on an unready or unreachable node.
+    let tolerations: Vec<String> = p["spec"]["tolerations"].as_array().unwrap().iter().map(|t| format!("{}:{}:{}", t["key"], t["effect"], t["tolerationSeconds"])).collect();
+    assert_eq!(tolerations, ["\"node.kubernetes.io/not-ready\":\"NoExecute\":300", "\"node.kubernetes.io/unreachable\":\"NoExecute\":300"]);
 
     let err = s.fails_stdin(&["apply", "-f", "-"], &pod("lost", "{}", "  priorityClassName: foo\n"));
     assert!(err.contains("Error from server (Forbidden)"), "{err}");

@@ -14,6 +14,7 @@
 //!   when a create would exceed one.
 //! - [`eviction`]: the disruption-budget check of `pods/eviction`.
 //! - [`default_service_account`]: the ServiceAccount plugin's defaulting.
+//! - [`default_toleration_seconds`]: how long pods stay on unready or unreachable nodes.
 
 use serde_json::{json, Value};
 
@@ -88,6 +89,33 @@ pub fn default_service_account(pod: &mut Value) {
     spec.insert("serviceAccount".into(), json!(name));
 }
 
+/// How long pods stay bound to a node that turned unready or unreachable before the
+/// node lifecycle controller evicts them (`--default-not-ready-toleration-seconds`).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// The DefaultTolerationSeconds plugin (create and update of pods): pods that do
+/// not tolerate the `NoExecute` taints of unready and unreachable nodes tolerate
+/// them for [`DEFAULT_TOLERATION_SECONDS`]. A toleration with an empty key or effect
+/// covers the taint already.
+pub fn default_toleration_seconds(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let list = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    let list = list.as_array_mut().expect("just made a list");
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let text = |t: &Value, k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let tolerated = list.iter().any(|t| {
+            let (k, effect) = (text(t, "key"), text(t, "effect"));
+            (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        });
+        if !tolerated {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +153,20 @@ mod tests {
         let mut mirror = json!({"metadata": {"annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {}});
         default_service_account(&mut mirror);
         assert!(mirror["spec"].get("serviceAccountName").is_none());
+    }
+
+    #[test]
+    fn pods_tolerate_unready_nodes_for_five_minutes() {
+        let mut p = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]}});
+        default_toleration_seconds(&mut p);
+        let t = p["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1], json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_toleration_seconds(&mut everything);
+        assert_eq!(everything["spec"]["tolerations"].as_array().unwrap().len(), 1);
+        let mut again = p.clone();
+        default_toleration_seconds(&mut again);
+        assert_eq!(again, p);
     }
 }

@@ -2,11 +2,11 @@
 //! caches, and the decisions from [`skiff_api::admission`].
 //!
 //! Creates go through two phases, as upstream: [`mutate_create`] (LimitRanger
-//! defaults, ServiceAccount, Priority) on the decoded object before it is prepared
+//! defaults, ServiceAccount, Priority, DefaultTolerationSeconds) on the decoded object before it is prepared
 //! and validated, and [`validate_create`] (LimitRanger bounds, the single global
 //! default PriorityClass, ResourceQuota last) on the object about to be stored.
-//! Updates only need [`validate_update`] (pods keep their priority in
-//! [`super::prepare_update`]).
+//! Updates only need [`validate_update`] (pods keep their priority and get the
+//! default tolerations in [`super::prepare_update`]).
 //!
 //! Quota counts what the caches hold once they have caught up with the datastore,
 //! not a `status.used` that admission increments atomically as upstream does. Two
@@ -55,6 +55,7 @@ pub fn mutate_create(app: &App, res: &ResourceInfo, obj: &mut Value, name: &str)
     let limit_ranges = cached(app, lookup("", "limitranges"), namespace.as_deref());
     limit_range::default_pod(obj, &limit_ranges);
     admission::default_service_account(obj);
+    admission::default_toleration_seconds(obj);
     let classes = cached(app, lookup("scheduling.k8s.io", "priorityclasses"), None);
     priority::admit_new_pod(obj, &classes).map_err(denied)?;
     Ok(())

@@ -356,6 +356,11 @@ impl EtcdStore {
     /// values (one oversized item goes alone), so it fits etcd's request limit.
     /// If any key of a batch exists, that batch writes nothing and the call fails
     /// with `AlreadyExists`; earlier batches stay written.
+    ///
+    /// All keys of one transaction share one revision, which the `Store` contract
+    /// (one revision per write) does not allow: a [`crate::WatchCache`] following
+    /// these keys would apply only the first event of each revision. Use it only
+    /// while no server runs on the prefix (migration); servers list at start.
     pub async fn create_many(&self, items: Vec<(String, Bytes)>, batch: usize) -> Result<Revision> {
         for (key, value) in &items {
             self.check_write(key, value)?;

@@ -70,8 +70,17 @@ pub enum Error {
     /// collision count was bumped and the next sync uses a new hash.
     #[error("hash collision for DaemonSet {0}: {1}")]
     HashCollision(String, String),
-    #[error("invalid value for {field} of DaemonSet {name}: {value:?}")]
-    Invalid { name: String, field: &'static str, value: String },
+    #[error(transparent)]
+    Invalid(#[from] InvalidBudget),
+}
+
+/// A `maxSurge` or `maxUnavailable` that is neither a number nor a percentage.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {field} of DaemonSet {name}: {value}")]
+pub struct InvalidBudget {
+    pub name: String,
+    pub field: &'static str,
+    pub value: String,
 }
 
 fn name(meta: &ObjectMeta) -> &str {
@@ -295,20 +304,20 @@ fn rolling(ds: &DaemonSet) -> Option<&k8s_openapi::api::apps::v1::RollingUpdateD
     strategy.rolling_update.as_ref()
 }
 
-fn scaled(ds: &DaemonSet, field: &'static str, value: Option<&IntOrString>, total: i32) -> Result<i32, Error> {
+fn scaled(ds: &DaemonSet, field: &'static str, value: Option<&IntOrString>, total: i32) -> Result<i32, InvalidBudget> {
     match value {
         None => Ok(0),
-        Some(v) => scaled_value(v, total, true).map_err(|_| Error::Invalid { name: name(&ds.metadata).into(), field, value: format!("{v:?}") }),
+        Some(v) => scaled_value(v, total, true).map_err(|_| InvalidBudget { name: name(&ds.metadata).into(), field, value: format!("{v:?}") }),
     }
 }
 
 /// `maxSurge` against the desired count, rounded up (0 unless rolling).
-pub fn surge_count(ds: &DaemonSet, desired: i32) -> Result<i32, Error> {
+pub fn surge_count(ds: &DaemonSet, desired: i32) -> Result<i32, InvalidBudget> {
     scaled(ds, "maxSurge", rolling(ds).and_then(|r| r.max_surge.as_ref()), desired)
 }
 
 /// `maxUnavailable` against the desired count, rounded up (0 unless rolling).
-pub fn unavailable_count(ds: &DaemonSet, desired: i32) -> Result<i32, Error> {
+pub fn unavailable_count(ds: &DaemonSet, desired: i32) -> Result<i32, InvalidBudget> {
     scaled(ds, "maxUnavailable", rolling(ds).and_then(|r| r.max_unavailable.as_ref()), desired)
 }
 
@@ -451,7 +460,7 @@ pub fn manage(ds: &DaemonSet, nodes: &[Arc<Node>], node_pods: &NodePods, hash: &
 
 /// Desired count and the rollout budgets (upstream `updatedDesiredNodeCounts`):
 /// with neither surge nor unavailability allowed, one pod may be unavailable.
-fn rollout_budgets(ds: &DaemonSet, nodes: &[Arc<Node>]) -> Result<(i32, i32, i32), Error> {
+fn rollout_budgets(ds: &DaemonSet, nodes: &[Arc<Node>]) -> Result<(i32, i32, i32), InvalidBudget> {
     let desired = nodes.iter().filter(|n| node_should_run(n, ds).0).count() as i32;
     let mut max_unavailable = unavailable_count(ds, desired)?;
     let max_surge = surge_count(ds, desired)?;
@@ -461,9 +470,12 @@ fn rollout_budgets(ds: &DaemonSet, nodes: &[Arc<Node>]) -> Result<(i32, i32, i32
     Ok((max_surge, max_unavailable, desired))
 }
 
+/// A node's pod of the current template and its pod of an older one.
+type NewAndOld = (Option<Arc<Pod>>, Option<Arc<Pod>>);
+
 /// The non-deleted new and old pod of a node; `None` when there are several of
 /// either (the manage step prunes those first).
-fn updated_pods_on_node(pods: &[Arc<Pod>], hash: &str, generation: Option<i64>) -> Option<(Option<Arc<Pod>>, Option<Arc<Pod>>)> {
+fn updated_pods_on_node(pods: &[Arc<Pod>], hash: &str, generation: Option<i64>) -> Option<NewAndOld> {
     let (mut new, mut old) = (None, None);
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let slot = if is_pod_updated(pod, hash, generation) { &mut new } else { &mut old };
@@ -477,7 +489,7 @@ fn updated_pods_on_node(pods: &[Arc<Pod>], hash: &str, generation: Option<i64>) 
 
 /// Which old pods go and which nodes get a new pod in a rolling update (upstream
 /// `rollingUpdate`).
-pub fn rolling_update(ds: &DaemonSet, nodes: &[Arc<Node>], node_pods: &NodePods, hash: &str, now: jiff::Timestamp) -> Result<Changes, Error> {
+pub fn rolling_update(ds: &DaemonSet, nodes: &[Arc<Node>], node_pods: &NodePods, hash: &str, now: jiff::Timestamp) -> Result<Changes, InvalidBudget> {
     let (max_surge, max_unavailable, desired) = rollout_budgets(ds, nodes)?;
     let generation = template_generation(ds);
     let min_ready = min_ready_seconds(ds);
@@ -683,6 +695,15 @@ struct Controller {
     backoff: Backoff,
 }
 
+/// What one sync reads: the nodes, the daemon set's pods (also by node) and the
+/// hash of its current template.
+struct Snapshot {
+    nodes: Vec<Arc<Node>>,
+    pods: Vec<Arc<Pod>>,
+    node_pods: NodePods,
+    hash: String,
+}
+
 /// Runs the daemonset controller until the future is dropped.
 pub async fn run(ctx: Context) {
     let controller = Arc::new(Controller { recorder: ctx.recorder(COMPONENT), queue: WorkQueue::new(), expectations: Expectations::new(), backoff: Backoff::default(), ctx });
@@ -827,16 +848,16 @@ impl Controller {
         let (current, old) = self.construct_history(&ds).await?;
         let hash = current.metadata.labels.as_ref().and_then(|l| l.get(UNIQUE_LABEL)).cloned().unwrap_or_default();
         let pods = self.claim_pods(&ds).await?;
-        let node_pods = pods_by_node(&pods, false);
+        let snap = Snapshot { node_pods: pods_by_node(&pods, false), pods, nodes, hash };
         let now = jiff::Timestamp::now();
 
         if !self.expectations.satisfied(key) {
             // Only the status; observedGeneration stays, as this generation was not
             // acted on.
-            return self.write_status(&ds, count(&ds, &nodes, &node_pods, &hash, now), false).await;
+            return self.write_status(&ds, count(&ds, &snap.nodes, &snap.node_pods, &snap.hash, now), false).await;
         }
-        let updated = self.update_daemon_set(&ds, &nodes, &node_pods, &pods, &hash, key, &old).await;
-        let status = self.write_status(&ds, count(&ds, &nodes, &node_pods, &hash, now), true).await;
+        let updated = self.update_daemon_set(&ds, key, &snap, &old).await;
+        let status = self.write_status(&ds, count(&ds, &snap.nodes, &snap.node_pods, &snap.hash, now), true).await;
         let retry = updated?;
         let requeue = status?;
         Ok(match (retry, requeue) {
@@ -845,16 +866,10 @@ impl Controller {
         })
     }
 
-    async fn update_daemon_set(
-        &self,
-        ds: &DaemonSet,
-        nodes: &[Arc<Node>],
-        node_pods: &NodePods,
-        pods: &[Arc<Pod>],
-        hash: &str,
-        key: &str,
-        old: &[Arc<ControllerRevision>],
-    ) -> Result<Option<Duration>, Error> {
+    /// Creates and deletes pods as the nodes require, or else takes the next
+    /// rolling-update step, then trims the history.
+    async fn update_daemon_set(&self, ds: &DaemonSet, key: &str, snap: &Snapshot, old: &[Arc<ControllerRevision>]) -> Result<Option<Duration>, Error> {
+        let Snapshot { nodes, pods, node_pods, hash } = snap;
         let now = jiff::Timestamp::now();
         let backoff_key = |node: &str| format!("{}/{}/{node}", uid(&ds.metadata), ds.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0));
         let changes = manage(ds, nodes, node_pods, hash, now, &|node| self.backoff.check(&backoff_key(node)));

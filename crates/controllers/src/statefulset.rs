@@ -464,7 +464,7 @@ pub struct PlanInput<'a> {
 
 enum Slot {
     Existing(Arc<Pod>),
-    New(Pod),
+    New(Box<Pod>),
 }
 
 impl Slot {
@@ -579,9 +579,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     strategy.rolling_update.is_some() && ordinal < start + partition
                 };
                 if at_current {
-                    Slot::New(new_pod(set, input.current_template, input.current_revision, ordinal))
+                    Slot::New(Box::new(new_pod(set, input.current_template, input.current_revision, ordinal)))
                 } else {
-                    Slot::New(new_pod(set, input.update_template, input.update_revision, ordinal))
+                    Slot::New(Box::new(new_pod(set, input.update_template, input.update_revision, ordinal)))
                 }
             })
         })
@@ -617,7 +617,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     }
                     continue;
                 }
-                plan.replicas.push(Step::Create(Box::new(pod.clone())));
+                plan.replicas.push(Step::Create(pod.clone()));
                 if monotonic {
                     return plan;
                 }
@@ -634,7 +634,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 }
                 let missing_claims = is_pending(pod);
                 let blocked = monotonic && (is_terminating(pod) || !is_running_and_ready(pod) || !is_running_and_available(pod, min_ready, now));
-                let update = !blocked && !(identity_matches(set, pod) && storage_matches(set, pod) && claims_match_retention(input, pod));
+                let update = !blocked && (!identity_matches(set, pod) || !storage_matches(set, pod) || !claims_match_retention(input, pod));
                 if missing_claims || update {
                     plan.replicas.push(Step::Fix { pod: Arc::clone(pod), missing_claims, update });
                 }
@@ -846,7 +846,7 @@ impl Controller {
                     checked = true;
                 }
                 let owner = new_controller_ref(KIND, API_VERSION, name(&set.metadata), uid(&set.metadata));
-                *rev = Arc::new(history::adopt_revision(&self.api(ns), &owner, &**rev).await?);
+                *rev = Arc::new(history::adopt_revision(&self.api(ns), &owner, rev).await?);
             }
         }
         let pods = self.claim_pods(&set).await?;
@@ -1545,7 +1545,7 @@ mod tests {
         let refs = claim_owner_refs(&claim_with(vec![]), &scaled, &gone);
         assert_eq!((refs.len(), refs[0].kind.as_str(), refs[0].uid.as_str()), (1, "Pod", "pod-uid-0"));
         assert!(!claim_owner_up_to_date(&claim_with(vec![]), &scaled, &gone));
-        let plan = plan_with_claims(&scaled, &[gone.clone()], &[("data-web-0".to_string(), claim_with(vec![]))].into());
+        let plan = plan_with_claims(&scaled, std::slice::from_ref(&gone), &[("data-web-0".to_string(), claim_with(vec![]))].into());
         assert_eq!(summary(&plan), vec!["fix-claims web-0", "scale-down web-0"]);
 
         // A claim still owned by an earlier pod of that name is stale: wait.

@@ -356,6 +356,63 @@ fn paused_deployments_wait_and_scaling_mid_rollout_is_proportional() {
     });
     let d = s.json(&["get", "deploy", "api"]);
     assert!(d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string());
+
+    // Old revisions beyond revisionHistoryLimit are deleted, the newest kept.
+    assert!(replica_sets(&s, "api").len() >= 4);
+    s.ok(&["patch", "deployment/api", "-p", r#"{"spec":{"revisionHistoryLimit":1}}"#]);
+    s.eventually("one old ReplicaSet left", WAIT, || replica_sets(&s, "api").len() == 2);
+    let revisions: Vec<u64> = replica_sets(&s, "api").iter().map(|r| r.0).collect();
+    assert_eq!(revisions, [3, 4]);
+}
+
+#[test]
+fn a_stuck_rollout_times_out_and_pod_creation_failures_surface() {
+    let (s, _agent) = cluster();
+    s.ok_stdin(&["apply", "-f", "-"], &deployment("slow", 2, "nginx:1", "100ms", "1", "0"));
+    rollout_status(&s, "slow");
+    s.ok(&["patch", "deployment/slow", "-p", r#"{"spec":{"progressDeadlineSeconds":2,"template":{"metadata":{"annotations":{"sim.skiff.io/ready-after":"1h"}}}}}"#]);
+    let out = s.kubectl(&["rollout", "status", "deployment/slow", "--timeout=60s"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    let d = s.json(&["get", "deploy", "slow"]);
+    let progressing = d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").cloned().unwrap();
+    assert_eq!((progressing["status"].as_str(), progressing["reason"].as_str()), (Some("False"), Some("ProgressDeadlineExceeded")), "{progressing}");
+    assert_eq!(d["status"]["availableReplicas"], 2, "maxUnavailable 0 keeps the old pods: {d}");
+
+    // Pods a quota refuses: the ReplicaSet and the Deployment say so.
+    s.ok(&["create", "namespace", "tight"]);
+    s.ok_stdin(
+        &["apply", "-n", "tight", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: small
+spec:
+  hard:
+    pods: "1"
+"#,
+    );
+    s.eventually("the quota has status", WAIT, || s.json(&["get", "quota", "small", "-n", "tight"])["status"]["used"]["pods"] == "0");
+    s.ok_stdin(&["apply", "-n", "tight", "-f", "-"], &deployment("big", 3, "nginx:1", "100ms", "1", "0"));
+    s.eventually("a ReplicaFailure condition", WAIT, || {
+        let rs = items(&s, &["get", "rs", "-n", "tight", "-l", "app=big"]);
+        rs.first().is_some_and(|rs| {
+            rs["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "ReplicaFailure" && c["status"] == "True" && c["reason"] == "FailedCreate"))
+        })
+    });
+    s.eventually("the Deployment carries it too", WAIT, || {
+        let d = s.json(&["get", "deploy", "big", "-n", "tight"]);
+        d["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "ReplicaFailure" && c["reason"] == "FailedCreate"))
+    });
+    assert_eq!(items(&s, &["get", "pods", "-n", "tight"]).len(), 1);
+    let rs_name = items(&s, &["get", "rs", "-n", "tight", "-l", "app=big"])[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let events: Vec<String> = items(&s, &["get", "events", "-n", "tight", "--field-selector", &format!("involvedObject.name={rs_name}")])
+        .iter()
+        .map(|e| format!("{} {}", e["reason"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(events.iter().any(|m| m.starts_with("FailedCreate Error creating: ") && m.contains("exceeded quota")), "{events:?}");
 }
 
 #[test]

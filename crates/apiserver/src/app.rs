@@ -166,6 +166,18 @@ impl App {
         }
     }
 
+    /// The watch cache's copy of `key`, in the shape `read` returns (the value of
+    /// the returned `KeyValue` is left empty: callers use its revisions).
+    fn cached(&self, res: &ResourceInfo, key: &str) -> Option<(Value, KeyValue)> {
+        let entry = self.cache(res).get(key)?;
+        let value = entry.object.value();
+        if value.is_null() {
+            return None;
+        }
+        let kv = KeyValue { key: key.to_string(), value: bytes::Bytes::new(), create_revision: entry.create_revision, mod_revision: entry.mod_revision };
+        Some((value, kv))
+    }
+
     /// Reads one object, or 404.
     pub async fn read_existing(&self, res: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<(Value, KeyValue), StatusError> {
         self.read(res, namespace, name).await?.ok_or_else(|| StatusError::not_found(res.group, res.plural, name))
@@ -190,10 +202,28 @@ impl App {
         F: FnMut(Option<&Value>) -> Result<Decision, StatusError>,
     {
         let key = res.key(namespace, name);
+        // As kube-apiserver's cacher does, the first attempt starts from the watch
+        // cache's copy, so the common case costs one datastore round trip (the
+        // conditional write) instead of two. A cached copy may be stale: a conflict
+        // on write, an error from `decide`, or "nothing to change" are confirmed
+        // against a fresh read before they count. A key missing from the cache is
+        // always read from the store (it may have just been created elsewhere).
+        let mut try_cache = true;
         for _ in 0..16 {
-            let current = self.read(res, namespace, name).await?;
-            let decision = decide(current.as_ref().map(|(v, _)| v))?;
+            let cached = if try_cache { self.cached(res, &key) } else { None };
+            try_cache = false;
+            let is_current = cached.is_none();
+            let current = match cached {
+                Some(c) => Some(c),
+                None => self.read(res, namespace, name).await?,
+            };
+            let decision = match decide(current.as_ref().map(|(v, _)| v)) {
+                Ok(d) => d,
+                Err(_) if !is_current => continue,
+                Err(e) => return Err(e),
+            };
             let result = match (decision, current) {
+                (Decision::Keep(_), _) if !is_current => continue,
                 (Decision::Keep(v), _) => return Ok(Written::Unchanged(v)),
                 (Decision::Write(v), None) => {
                     if dry_run {

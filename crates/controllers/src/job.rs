@@ -920,6 +920,10 @@ pub fn clean_uncounted(status: &mut JobStatus, uids_with_finalizer: &HashSet<Str
                 changed = true;
             }
         }
+        // Empty lists are left out, as upstream's omitempty does.
+        if uids.as_ref().is_some_and(Vec::is_empty) {
+            *uids = None;
+        }
     }
     changed
 }
@@ -1790,7 +1794,7 @@ mod tests {
         let mut status = t.status.clone();
         assert!(clean_uncounted(&mut status, &HashSet::new()));
         assert_eq!(status.succeeded, Some(1));
-        assert_eq!(status.uncounted_terminated_pods.unwrap().succeeded, Some(vec![]));
+        assert_eq!(status.uncounted_terminated_pods.unwrap().succeeded, None);
 
         // A pod whose finalizer removal is still in flight is not counted again.
         let job = MakeJob::new(Some(3), 1).started(0).status(|s| s.succeeded = Some(1)).obj();

@@ -1,0 +1,618 @@
+//! Jobs, CronJobs, disruption budgets and node failure end to end: a real
+//! `skiff server` (scheduler and controllers), simulated nodes from
+//! `skiff agent --runtime sim`, and real kubectl.
+//!
+//! The servers here run with a short node monitor grace period
+//! (`SKIFF_NODE_MONITOR_GRACE_PERIOD`), so a node whose agent is killed turns
+//! unreachable within seconds rather than the upstream 50.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::TestServer;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+// === helpers ===
+
+/// A `skiff agent --runtime sim` process next to a test server. Killed (by PID)
+/// on drop.
+struct Agent {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(server: &TestServer, name: &str, nodes: usize) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["agent", "--runtime", "sim", "--server", &format!("https://{}", server.addr), "--token-file"])
+            .arg(server.data_dir().join("node-token"))
+            .args(["--node-name", name, "--nodes", &nodes.to_string(), "--heartbeat", "1s", "--data-dir"])
+            .arg(dir.path())
+            .env("SKIFF_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting skiff agent");
+        Agent { child, _dir: dir }
+    }
+
+    /// SIGKILL by PID: the node stops heartbeating, as a crashed machine would.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A server whose node lifecycle controller notices a silent node after 6 s
+/// (checking every second). The variables reach the server through the
+/// environment it inherits; every test of this file wants the same values.
+fn server() -> TestServer {
+    static ENV: Once = Once::new();
+    ENV.call_once(|| {
+        std::env::set_var("SKIFF_NODE_MONITOR_GRACE_PERIOD", "6s");
+        std::env::set_var("SKIFF_NODE_MONITOR_PERIOD", "1s");
+    });
+    TestServer::start()
+}
+
+fn items(s: &TestServer, args: &[&str]) -> Vec<Value> {
+    s.json(args)["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn is_ready(node: &Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn wait_ready_nodes(s: &TestServer, n: usize) {
+    s.eventually(&format!("{n} ready nodes"), WAIT, || items(s, &["get", "nodes"]).iter().filter(|n| is_ready(n)).count() == n);
+}
+
+/// A server with `nodes` simulated nodes in one agent, all ready.
+fn cluster(nodes: usize) -> (TestServer, Agent) {
+    let s = server();
+    let agent = Agent::start(&s, "sim", nodes);
+    wait_ready_nodes(&s, nodes);
+    (s, agent)
+}
+
+/// `reason message` of every event about `name`.
+fn events(s: &TestServer, name: &str) -> Vec<String> {
+    items(s, &["get", "events", "--field-selector", &format!("involvedObject.name={name}")])
+        .iter()
+        .map(|e| format!("{} {}", e["reason"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()))
+        .collect()
+}
+
+fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
+}
+
+fn taints(s: &TestServer, node: &str) -> Vec<String> {
+    let n = s.json(&["get", "node", node]);
+    n["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{}:{}", t["key"].as_str().unwrap_or_default(), t["effect"].as_str().unwrap_or_default()))
+        .collect()
+}
+
+/// Seconds since the epoch of an RFC 3339 time in UTC (`2025-01-02T03:04:05Z`).
+fn unix_seconds(rfc3339: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| rfc3339[r].parse::<i64>().unwrap();
+    assert!(rfc3339.ends_with('Z') && rfc3339.len() == 20, "{rfc3339}");
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+/// `kubectl get pods -w --output-watch-events -o json` in the background,
+/// tracking which pods are active (neither finished nor being deleted) after
+/// each event, in the order of the writes.
+struct ActiveWatch {
+    child: Child,
+    max_active: Arc<Mutex<(usize, Vec<String>)>>,
+}
+
+impl ActiveWatch {
+    fn start(s: &TestServer, selector: &str) -> ActiveWatch {
+        let mut child = Command::new("kubectl")
+            .args(["get", "pods", "-l", selector, "-w", "--output-watch-events", "-o", "json"])
+            .env("KUBECONFIG", s.kubeconfig())
+            .env("HOME", s.data_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl watch");
+        let stdout = child.stdout.take().unwrap();
+        let max_active = Arc::new(Mutex::new((0usize, Vec::new())));
+        let shared = max_active.clone();
+        std::thread::spawn(move || {
+            let mut active: HashMap<String, bool> = HashMap::new();
+            for ev in serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>() {
+                let Ok(ev) = ev else { break };
+                let pod = &ev["object"];
+                let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+                let is_active = ev["type"] != "DELETED" && phase != "Succeeded" && phase != "Failed" && pod["metadata"]["deletionTimestamp"].is_null();
+                active.insert(name, is_active);
+                let now: Vec<String> = active.iter().filter(|(_, a)| **a).map(|(n, _)| n.clone()).collect();
+                let mut max = shared.lock().unwrap();
+                if now.len() > max.0 {
+                    *max = (now.len(), now);
+                }
+            }
+        });
+        ActiveWatch { child, max_active }
+    }
+
+    /// The most pods active at once, and which they were.
+    fn max(&self) -> (usize, Vec<String>) {
+        self.max_active.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ActiveWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// === jobs ===
+
+const JOB: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: pi
+spec:
+  completions: 5
+  parallelism: 2
+  template:
+    metadata:
+      annotations:
+        sim.skiff.io/run-for: 1s
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: pi
+        image: perl:5.34
+"#;
+
+#[test]
+fn a_job_runs_its_completions_never_more_than_parallelism_at_once() {
+    let (s, _agent) = cluster(3);
+    let watch = ActiveWatch::start(&s, "batch.kubernetes.io/job-name=pi");
+    // Let the watch start before the first pod exists.
+    std::thread::sleep(Duration::from_millis(500));
+    s.ok_stdin(&["apply", "-f", "-"], JOB);
+    s.ok(&["wait", "--for=condition=complete", "job/pi", "--timeout=90s"]);
+
+    let job = s.json(&["get", "job", "pi"]);
+    let status = &job["status"];
+    assert_eq!(status["succeeded"], 5, "{status}");
+    assert!(status["failed"].is_null() || status["failed"] == 0, "{status}");
+    assert_eq!(status["active"].as_i64().unwrap_or(0), 0, "{status}");
+    assert_eq!(status["ready"], 0);
+    assert_eq!(status["terminating"], 0);
+    assert!(status["startTime"].is_string() && status["completionTime"].is_string(), "{status}");
+    assert_eq!(status["uncountedTerminatedPods"], serde_json::json!({}), "{status}");
+    let criteria = condition(&job, "SuccessCriteriaMet").expect("SuccessCriteriaMet before Complete");
+    assert_eq!(criteria["reason"], "CompletionsReached");
+    let complete = condition(&job, "Complete").unwrap();
+    assert_eq!((complete["status"].as_str(), complete["reason"].as_str()), (Some("True"), Some("CompletionsReached")));
+    assert_eq!(complete["message"], "Reached expected number of succeeded pods");
+
+    // The selector and the pods' labels are generated from the Job's uid.
+    let uid = job["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid);
+    let pods = items(&s, &["get", "pods", "-l", &format!("controller-uid={uid}")]);
+    assert_eq!(pods.len(), 5, "one pod per completion, none failed");
+    for p in &pods {
+        let labels = &p["metadata"]["labels"];
+        assert_eq!((labels["job-name"].as_str(), labels["batch.kubernetes.io/job-name"].as_str()), (Some("pi"), Some("pi")));
+        assert_eq!(labels["batch.kubernetes.io/controller-uid"], uid);
+        assert_eq!(p["status"]["phase"], "Succeeded");
+        let finalizers = p["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        assert!(!finalizers.iter().any(|f| f == "batch.kubernetes.io/job-tracking"), "counted pods lose the tracking finalizer: {}", p["metadata"]);
+        let owner = &p["metadata"]["ownerReferences"][0];
+        assert_eq!((owner["kind"].as_str(), owner["name"].as_str(), owner["controller"].as_bool()), (Some("Job"), Some("pi"), Some(true)));
+        assert!(p["metadata"]["name"].as_str().unwrap().starts_with("pi-"));
+    }
+
+    let (max, at_once) = watch.max();
+    assert!(max >= 1 && max <= 2, "at most parallelism pods at once, saw {max}: {at_once:?}");
+
+    let evs = events(&s, "pi");
+    assert_eq!(evs.iter().filter(|e| e.starts_with("SuccessfulCreate Created pod: pi-")).count(), 5, "{evs:?}");
+    assert!(evs.iter().any(|e| e == "Completed Job completed"), "{evs:?}");
+    let table = s.ok(&["get", "job", "pi"]);
+    assert!(table.contains("Complete") && table.contains("5/5"), "{table}");
+}
+
+#[test]
+fn an_indexed_job_gives_each_pod_its_completion_index() {
+    let (s, _agent) = cluster(2);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: indexed
+spec:
+  completions: 3
+  parallelism: 3
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+"#,
+    );
+    s.ok(&["wait", "--for=condition=complete", "job/indexed", "--timeout=90s"]);
+    let job = s.json(&["get", "job", "indexed"]);
+    assert_eq!(job["status"]["completedIndexes"], "0-2");
+    assert_eq!(job["status"]["succeeded"], 3);
+    let mut seen: Vec<(String, String, String)> = items(&s, &["get", "pods", "-l", "batch.kubernetes.io/job-name=indexed"])
+        .iter()
+        .map(|p| {
+            let index = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().unwrap().to_string();
+            assert_eq!(p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"], index.as_str());
+            let env = &p["spec"]["containers"][0]["env"][0];
+            assert_eq!(env["name"], "JOB_COMPLETION_INDEX");
+            assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], "metadata.annotations['batch.kubernetes.io/job-completion-index']");
+            assert!(p["metadata"]["name"].as_str().unwrap().starts_with(&format!("indexed-{index}-")), "{}", p["metadata"]["name"]);
+            (index, p["spec"]["hostname"].as_str().unwrap_or_default().to_string(), p["status"]["phase"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    seen.sort();
+    let want: Vec<(String, String, String)> = (0..3).map(|i| (i.to_string(), format!("indexed-{i}"), "Succeeded".to_string())).collect();
+    assert_eq!(seen, want);
+}
+
+#[test]
+fn a_failing_job_stops_at_its_backoff_limit() {
+    let (s, _agent) = cluster(2);
+    let started = Instant::now();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: doomed
+spec:
+  backoffLimit: 2
+  template:
+    metadata:
+      annotations:
+        sim.skiff.io/exit-code: "1"
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+"#,
+    );
+    // Three pods fail: the second after the 10 s back-off, the third after 20 s.
+    s.ok(&["wait", "--for=condition=failed", "job/doomed", "--timeout=120s"]);
+    let elapsed = started.elapsed();
+    let job = s.json(&["get", "job", "doomed"]);
+    let failed = condition(&job, "Failed").unwrap();
+    assert_eq!(failed["status"], "True");
+    assert_eq!(failed["reason"], "BackoffLimitExceeded");
+    assert_eq!(failed["message"], "Job has reached the specified backoff limit");
+    let target = condition(&job, "FailureTarget").expect("FailureTarget is set first");
+    assert_eq!(target["reason"], "BackoffLimitExceeded");
+    assert_eq!(job["status"]["failed"], 3, "{}", job["status"]);
+    assert!(job["status"]["completionTime"].is_null());
+    let pods = items(&s, &["get", "pods", "-l", "job-name=doomed"]);
+    assert_eq!(pods.len(), 3);
+    for p in &pods {
+        assert_eq!(p["status"]["phase"], "Failed");
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 1);
+    }
+    assert!(elapsed >= Duration::from_secs(28), "replacements wait out the 10 s and 20 s back-off, took {elapsed:?}");
+    let evs = events(&s, "doomed");
+    assert!(evs.iter().any(|e| e == "BackoffLimitExceeded Job has reached the specified backoff limit"), "{evs:?}");
+}
+
+// === cron jobs ===
+
+#[test]
+fn a_cron_job_starts_jobs_on_schedule_and_records_them() {
+    let (s, _agent) = cluster(2);
+    // `@every 3s` fires within seconds; names are per scheduled minute, so at
+    // most one Job a minute results (as upstream's names make it).
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tick
+spec:
+  schedule: "@every 3s"
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    metadata:
+      labels:
+        team: infra
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers:
+          - name: tick
+            image: busybox
+"#,
+    );
+    let cj = s.json(&["get", "cronjob", "tick"]);
+    let cj_uid = cj["metadata"]["uid"].as_str().unwrap().to_string();
+    let mut job = Value::Null;
+    s.eventually("a Job of the CronJob", WAIT, || {
+        let jobs = items(&s, &["get", "jobs"]);
+        match jobs.into_iter().find(|j| j["metadata"]["ownerReferences"][0]["uid"] == cj_uid.as_str()) {
+            Some(j) => {
+                job = j;
+                true
+            }
+            None => false,
+        }
+    });
+    let name = job["metadata"]["name"].as_str().unwrap().to_string();
+    let scheduled = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].as_str().expect("scheduled time annotation").to_string();
+    let minutes = unix_seconds(&scheduled) / 60;
+    assert_eq!(name, format!("tick-{minutes}"));
+    assert_eq!(job["metadata"]["labels"]["team"], "infra");
+    assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
+
+    s.ok(&["wait", "--for=condition=complete", &format!("job/{name}"), "--timeout=60s"]);
+    s.eventually("the CronJob to see its Job finish", WAIT, || {
+        let cj = s.json(&["get", "cronjob", "tick"]);
+        let st = &cj["status"];
+        st["lastSuccessfulTime"].is_string() && st["active"].as_array().is_none_or(|a| a.is_empty()) && st["lastScheduleTime"].as_str() == Some(scheduled.as_str())
+    });
+    let evs = events(&s, "tick");
+    assert!(evs.iter().any(|e| e == &format!("SuccessfulCreate Created job {name}")), "{evs:?}");
+    assert!(evs.iter().any(|e| e == &format!("SawCompletedJob Saw completed job: {name}, condition: Complete")), "{evs:?}");
+
+    // kubectl's manual run is made client-side from the template.
+    s.ok(&["create", "job", "manual", "--from=cronjob/tick"]);
+    s.ok(&["wait", "--for=condition=complete", "job/manual", "--timeout=60s"]);
+    let manual = s.json(&["get", "job", "manual"]);
+    assert_eq!(manual["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual");
+
+    s.ok(&["patch", "cronjob", "tick", "-p", r#"{"spec":{"suspend":true}}"#]);
+    let table = s.ok(&["get", "cronjob", "tick"]);
+    assert!(table.contains("@every 3s") && table.contains("True"), "{table}");
+}
+
+// === disruption budgets and drain ===
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: web
+        image: nginx
+"#;
+
+fn budget(min_available: &str) -> String {
+    format!("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\nspec:\n  minAvailable: {min_available}\n  selector:\n    matchLabels: {{app: web}}\n")
+}
+
+fn ready_web_pods(s: &TestServer) -> Vec<Value> {
+    items(s, &["get", "pods", "-l", "app=web"])
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+        .collect()
+}
+
+#[test]
+fn drain_respects_the_disruption_budget_and_cordon_is_a_taint() {
+    let (s, _agent) = cluster(3);
+    s.ok_stdin(&["apply", "-f", "-"], WEB);
+    s.ok_stdin(&["apply", "-f", "-"], &budget("2"));
+    s.eventually("two ready web pods", WAIT, || ready_web_pods(&s).len() == 2);
+    s.eventually("the budget's status", WAIT, || {
+        let pdb = s.json(&["get", "pdb", "web"]);
+        let st = &pdb["status"];
+        st["currentHealthy"] == 2 && st["desiredHealthy"] == 2 && st["expectedPods"] == 2 && st["observedGeneration"] == pdb["metadata"]["generation"]
+    });
+    let pdb = s.json(&["get", "pdb", "web"]);
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+    let c = condition(&pdb, "DisruptionAllowed").unwrap();
+    assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("InsufficientPods")));
+
+    let victim = ready_web_pods(&s)[0]["spec"]["nodeName"].as_str().unwrap().to_string();
+    let out = s.kubectl(&["drain", &victim, "--ignore-daemonsets", "--timeout=5s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "drain must not get past the budget");
+    assert!(stderr.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{stderr}");
+    // Draining cordoned the node, and the cordon shows as a taint.
+    let node = s.json(&["get", "node", &victim]);
+    assert_eq!(node["spec"]["unschedulable"], true);
+    s.eventually("the unschedulable taint", WAIT, || taints(&s, &victim).contains(&"node.kubernetes.io/unschedulable:NoSchedule".to_string()));
+    assert_eq!(ready_web_pods(&s).len(), 2, "nothing was evicted");
+
+    s.ok_stdin(&["apply", "-f", "-"], &budget("1"));
+    s.eventually("one disruption allowed", WAIT, || {
+        let pdb = s.json(&["get", "pdb", "web"]);
+        pdb["status"]["disruptionsAllowed"] == 1 && condition(&pdb, "DisruptionAllowed").is_some_and(|c| c["reason"] == "SufficientPods" && c["status"] == "True")
+    });
+    let out = s.ok(&["drain", &victim, "--ignore-daemonsets", "--timeout=60s"]);
+    assert!(out.contains("drained"), "{out}");
+    s.eventually("two ready web pods off the drained node", WAIT, || {
+        let pods = ready_web_pods(&s);
+        pods.len() == 2 && pods.iter().all(|p| p["spec"]["nodeName"] != victim.as_str())
+    });
+
+    s.ok(&["uncordon", &victim]);
+    s.eventually("the unschedulable taint to go", WAIT, || !taints(&s, &victim).iter().any(|t| t.starts_with("node.kubernetes.io/unschedulable")));
+}
+
+#[test]
+fn percentages_need_a_scalable_controller() {
+    let (s, _agent) = cluster(1);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: busy
+spec:
+  template:
+    metadata:
+      labels: {app: busy}
+      annotations:
+        sim.skiff.io/run-for: 10m
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: busy
+spec:
+  maxUnavailable: 50%
+  selector:
+    matchLabels: {app: busy}
+"#,
+    );
+    s.eventually("the budget to fail safe", WAIT, || {
+        let pdb = s.json(&["get", "pdb", "busy"]);
+        condition(&pdb, "DisruptionAllowed").is_some_and(|c| c["reason"] == "SyncFailed" && c["message"] == "jobs.batch does not implement the scale subresource")
+            && pdb["status"]["disruptionsAllowed"] == 0
+    });
+}
+
+// === node failure ===
+
+const FRAGILE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: fragile
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: fragile}
+  template:
+    metadata:
+      labels: {app: fragile}
+    spec:
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      containers:
+      - name: app
+        image: nginx
+"#;
+
+#[test]
+fn pods_leave_a_node_that_stops_heartbeating() {
+    let s = server();
+    let _others = Agent::start(&s, "sim", 2);
+    wait_ready_nodes(&s, 2);
+    // Only the lone node takes pods at first.
+    s.ok(&["cordon", "sim-0", "sim-1"]);
+    let mut lone = Agent::start(&s, "lone", 1);
+    wait_ready_nodes(&s, 3);
+    s.ok_stdin(&["apply", "-f", "-"], FRAGILE);
+    // A pod with only the default tolerations (five minutes).
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: patient\nspec:\n  nodeName: lone\n  containers:\n  - name: app\n    image: nginx\n",
+    );
+    let on_lone = |s: &TestServer| {
+        items(s, &["get", "pods", "-l", "app=fragile"])
+            .into_iter()
+            .filter(|p| p["spec"]["nodeName"] == "lone" && condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+            .count()
+    };
+    s.eventually("both fragile pods running on the lone node", WAIT, || on_lone(&s) == 2);
+    let patient = s.json(&["get", "pod", "patient"]);
+    let defaults: Vec<(String, i64)> = patient["spec"]["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["key"].as_str().unwrap().to_string(), t["tolerationSeconds"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(defaults, [("node.kubernetes.io/not-ready".to_string(), 300), ("node.kubernetes.io/unreachable".to_string(), 300)]);
+    let doomed: Vec<String> = items(&s, &["get", "pods", "-l", "app=fragile"]).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    s.ok(&["uncordon", "sim-0", "sim-1"]);
+
+    lone.kill();
+    s.eventually("the lone node to turn Unknown", WAIT, || {
+        let node = s.json(&["get", "node", "lone"]);
+        condition(&node, "Ready").is_some_and(|c| c["status"] == "Unknown" && c["reason"] == "NodeStatusUnknown" && c["message"] == "Kubelet stopped posting node status.")
+    });
+    s.eventually("the unreachable taints", WAIT, || {
+        let t = taints(&s, "lone");
+        t.contains(&"node.kubernetes.io/unreachable:NoExecute".to_string()) && t.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string())
+    });
+    s.eventually("two fragile pods ready elsewhere", WAIT, || {
+        items(&s, &["get", "pods", "-l", "app=fragile"])
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| p["spec"]["nodeName"] != "lone" && condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+            .count()
+            == 2
+    });
+    for name in &doomed {
+        // The agent is gone, so the evicted pods stay terminating, as upstream.
+        let pod = s.json(&["get", "pod", name]);
+        assert!(pod["metadata"]["deletionTimestamp"].is_string(), "{name} was deleted");
+        let target = condition(&pod, "DisruptionTarget").expect("DisruptionTarget before deletion");
+        assert_eq!((target["status"].as_str(), target["reason"].as_str()), (Some("True"), Some("DeletionByTaintManager")));
+        assert_eq!(target["message"], "Taint manager: deleting due to NoExecute taint");
+        let evs = events(&s, name);
+        assert!(evs.iter().any(|e| e == &format!("TaintManagerEviction Marking for deletion Pod default/{name}")), "{evs:?}");
+        assert!(condition(&pod, "Ready").is_some_and(|c| c["status"] == "False"), "pods of a lost node are not ready");
+    }
+    // Five minutes of tolerance have not passed for the patient pod.
+    let patient = s.json(&["get", "pod", "patient"]);
+    assert!(patient["metadata"]["deletionTimestamp"].is_null());
+    let node_events = events(&s, "lone");
+    assert!(node_events.iter().any(|e| e == "NodeNotReady Node lone status is now: NodeNotReady"), "{node_events:?}");
+}

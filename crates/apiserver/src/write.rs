@@ -64,6 +64,9 @@ pub fn prepare_create(res: &ResourceInfo, mut obj: Value, manager: Option<&str>,
             m.remove("generation");
         }
     }
+    if res.kind == "DaemonSet" {
+        set_daemonset_template_generation(&mut obj, 1);
+    }
     let status = initial_status(res, obj.get("status"));
     if let Some(o) = obj.as_object_mut() {
         match status {
@@ -186,6 +189,14 @@ pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, m
         let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
         meta::metadata_mut(&mut obj).insert("generation".into(), json!(g + 1));
     }
+    if res.kind == "DaemonSet" {
+        // Upstream's DaemonSet strategy keeps the template generation in this
+        // annotation (pods carry it as `pod-template-generation`): it starts at 1
+        // and grows by one whenever the pod template changes.
+        let previous = daemonset_template_generation(old).unwrap_or(1);
+        let next = if obj.pointer("/spec/template") != old.pointer("/spec/template") { previous + 1 } else { previous };
+        set_daemonset_template_generation(&mut obj, next);
+    }
     let causes = validation::validate(res, &obj, Some(old));
     if !causes.is_empty() {
         return Err(invalid(res, &obj, causes));
@@ -272,4 +283,19 @@ mod tests {
         assert_eq!(n.len(), 9);
         assert!(n[4..].bytes().all(|c| NAME_CHARS.contains(&c)));
     }
+}
+
+const DAEMONSET_TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+fn daemonset_template_generation(ds: &Value) -> Option<i64> {
+    ds.pointer("/metadata/annotations")?.get(DAEMONSET_TEMPLATE_GENERATION)?.as_str()?.parse().ok()
+}
+
+fn set_daemonset_template_generation(ds: &mut Value, generation: i64) {
+    let m = meta::metadata_mut(ds);
+    let annotations = m.entry("annotations").or_insert_with(|| json!({}));
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    annotations[DAEMONSET_TEMPLATE_GENERATION] = json!(generation.to_string());
 }

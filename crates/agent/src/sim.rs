@@ -86,10 +86,10 @@ impl Default for SimConfig {
 /// capacity) or a Node the server refuses; waits for a server that is not up yet.
 pub async fn run(client: Client, config: SimConfig) -> anyhow::Result<()> {
     let template = NodeTemplate::new(&config)?;
-    let nodes = Nodes::plan(client.clone(), template, config.concurrency, config.heartbeat, config.node_status_interval).await?;
+    let (nodes, existing) = Nodes::plan(client.clone(), template, config.concurrency, config.heartbeat, config.node_status_interval).await?;
 
     let started = Instant::now();
-    nodes.register_all().await?;
+    nodes.register_all(existing).await?;
     let registered = started.elapsed();
     let leases = nodes.first_heartbeat().await;
     tracing::info!(

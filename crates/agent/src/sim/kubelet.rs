@@ -74,6 +74,8 @@ struct Entry {
     /// The containers, once the pod runs here. Only the worker holding the key
     /// touches it.
     runtime: Option<PodRuntime>,
+    /// The agent confirmed the deletion; events until the pod is gone need nothing.
+    deleted: bool,
 }
 
 // === admission ===
@@ -299,11 +301,11 @@ impl Kubelet {
             }
             Some(e) => {
                 // Same name, new pod.
-                let old = std::mem::replace(e, Entry { view: Arc::new(view), node, runtime: None });
+                let old = std::mem::replace(e, Entry { view: Arc::new(view), node, runtime: None, deleted: false });
                 st.usage[old.node].release(&old.view.uid);
             }
             None => {
-                st.pods.insert(key.clone(), Entry { view: Arc::new(view), node, runtime: None });
+                st.pods.insert(key.clone(), Entry { view: Arc::new(view), node, runtime: None, deleted: false });
             }
         }
         key
@@ -333,7 +335,7 @@ impl Kubelet {
         let now = Timestamp::now();
         let Some((view, node, mut runtime)) = ({
             let st = self.lock();
-            st.pods.get(key).map(|e| (e.view.clone(), e.node, e.runtime.clone()))
+            st.pods.get(key).filter(|e| !e.deleted).map(|e| (e.view.clone(), e.node, e.runtime.clone()))
         }) else {
             return Ok(None);
         };
@@ -481,6 +483,9 @@ impl Kubelet {
             Err(e) => return Err(e),
         }
         self.store(key, view, None, true);
+        if let Some(e) = self.lock().pods.get_mut(key).filter(|e| e.view.uid == view.uid) {
+            e.deleted = true;
+        }
         Ok(None)
     }
 }

@@ -78,17 +78,28 @@ struct Shared {
 
 impl Nodes {
     /// Picks each node's pod CIDR: the one its Node already has, or a free one.
-    /// Lists the cluster's nodes, waiting for the server if it is not up yet.
-    pub async fn plan(client: Client, template: NodeTemplate, concurrency: usize, heartbeat: Duration, status_interval: Duration) -> Result<Nodes, RegisterError> {
+    /// Lists the cluster's nodes, waiting for the server if it is not up yet, and
+    /// returns the Nodes of ours that exist already (for [`Nodes::register_all`]).
+    pub async fn plan(
+        client: Client,
+        template: NodeTemplate,
+        concurrency: usize,
+        heartbeat: Duration,
+        status_interval: Duration,
+    ) -> Result<(Nodes, Vec<Option<Node>>), RegisterError> {
+        let names: Vec<String> = (0..template.nodes).map(|i| template.node_name(i)).collect();
+        let by_name: HashMap<String, usize> = names.iter().cloned().enumerate().map(|(i, n)| (n, i)).collect();
+        // Every node's CIDR, and the whole object of ours.
         let decode = |v: Value| {
             let name = v.pointer("/metadata/name").and_then(Value::as_str)?.to_string();
             let cidr = v.pointer("/spec/podCIDR").and_then(Value::as_str).and_then(|c| c.parse::<Cidr>().ok());
-            Some((name, cidr))
+            let node = if by_name.contains_key(&name) { serde_json::from_value::<Node>(v).ok() } else { None };
+            Some((name, cidr, node))
         };
         let mut retry = FIRST_RETRY;
-        let existing: HashMap<String, Option<Cidr>> = loop {
+        let listed = loop {
             match list(&client, "/api/v1/nodes", "", decode).await {
-                Ok((items, _)) => break items.into_iter().collect(),
+                Ok((items, _)) => break items,
                 Err(e) => {
                     tracing::warn!(error = %e, "listing nodes failed; retrying");
                     tokio::time::sleep(retry).await;
@@ -96,13 +107,20 @@ impl Nodes {
                 }
             }
         };
-        let names: Vec<String> = (0..template.nodes).map(|i| template.node_name(i)).collect();
-        let mine: Vec<Option<Cidr>> = names.iter().map(|n| existing.get(n).copied().flatten()).collect();
-        let ours: HashSet<&String> = names.iter().collect();
-        let used: HashSet<Cidr> = existing.iter().filter(|(n, _)| !ours.contains(n)).filter_map(|(_, c)| *c).collect();
+        let mut mine: Vec<Option<Cidr>> = vec![None; names.len()];
+        let mut existing: Vec<Option<Node>> = vec![None; names.len()];
+        let mut used = HashSet::new();
+        for (name, cidr, node) in listed {
+            match by_name.get(&name) {
+                Some(&i) => {
+                    mine[i] = cidr;
+                    existing[i] = node;
+                }
+                None => used.extend(cidr),
+            }
+        }
         let cidrs = assign_pod_cidrs(&mine, &used)?;
-        let by_name = names.iter().cloned().enumerate().map(|(i, n)| (n, i)).collect();
-        Ok(Nodes {
+        let nodes = Nodes {
             shared: Arc::new(Shared {
                 client,
                 cidrs,
@@ -114,7 +132,8 @@ impl Nodes {
                 status_interval,
                 queue: WorkQueue::new(),
             }),
-        })
+        };
+        Ok((nodes, existing))
     }
 
     pub fn len(&self) -> usize {
@@ -160,20 +179,30 @@ impl Nodes {
 
     // --- registration ---
 
-    /// Registers every node, `concurrency` at a time. Transient failures are
-    /// retried; a Node the server refuses is an error.
-    pub async fn register_all(&self) -> Result<(), RegisterError> {
-        let mut results = futures::stream::iter((0..self.len()).map(|i| self.register(i))).buffer_unordered(self.shared.concurrency);
+    /// Registers every node, `concurrency` at a time: creates the missing ones and
+    /// adopts the `existing` ones (as [`Nodes::plan`] found them). Transient
+    /// failures are retried; a Node the server refuses is an error.
+    pub async fn register_all(&self, existing: Vec<Option<Node>>) -> Result<(), RegisterError> {
+        let registrations = existing.into_iter().enumerate().map(|(i, node)| self.register(i, node));
+        let mut results = futures::stream::iter(registrations).buffer_unordered(self.shared.concurrency);
         while let Some(r) = results.next().await {
             r?;
         }
         Ok(())
     }
 
-    async fn register(&self, i: usize) -> Result<(), RegisterError> {
+    async fn register(&self, i: usize, mut existing: Option<Node>) -> Result<(), RegisterError> {
         let mut retry = FIRST_RETRY;
         loop {
-            match self.try_register(i).await {
+            let attempt = match existing.take() {
+                // One write when nothing changed under us since the list.
+                Some(node) => match self.write(i, node, true).await {
+                    Err(e) if e.is_conflict() || e.is_not_found() => self.try_register(i).await,
+                    other => other,
+                },
+                None => self.try_register(i).await,
+            };
+            match attempt {
                 Ok(()) => return Ok(()),
                 Err(e) if is_permanent(&e) => return Err(RegisterError::Refused { node: self.name(i), source: e }),
                 Err(e) => {
@@ -199,15 +228,32 @@ impl Nodes {
         }
     }
 
+    /// Writes our labels and taints (when `adopt`) and our status over `node`, a
+    /// copy read from the server; a conflict is the caller's to handle.
+    async fn write(&self, i: usize, mut node: Node, adopt: bool) -> Result<(), skiff_client::Error> {
+        let name = self.name(i);
+        let path = format!("/api/v1/nodes/{name}");
+        let t = &self.shared.template;
+        if adopt {
+            if let Some(updated) = t.adopt(i, &node, &self.shared.cidrs[i]) {
+                node = from_value(self.shared.client.update(&path, &to_value(&updated)?).await?)?;
+            }
+        }
+        let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()).and_then(|c| c.parse().ok()).unwrap_or(self.shared.cidrs[i]);
+        node.status = Some(t.status(&name, &cidr, node.status.as_ref(), Timestamp::now()));
+        let written = self.shared.client.update(&format!("{path}/status"), &to_value(&node)?).await?;
+        self.set_uid(i, written.pointer("/metadata/uid").and_then(Value::as_str));
+        Ok(())
+    }
+
     /// Reads the Node and writes its status (after our labels and taints when
     /// `adopt`); a Node that is gone is created again.
     async fn update(&self, i: usize, adopt: bool) -> Result<(), skiff_client::Error> {
         let name = self.name(i);
         let path = format!("/api/v1/nodes/{name}");
-        let t = &self.shared.template;
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
-            let mut node: Node = match self.shared.client.get(&path).await {
+            let node: Node = match self.shared.client.get(&path).await {
                 Ok(v) => from_value(v)?,
                 Err(e) if e.is_not_found() => {
                     tracing::info!(node = %name, "node object is gone; registering it again");
@@ -215,27 +261,9 @@ impl Nodes {
                 }
                 Err(e) => return Err(e),
             };
-            let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()).and_then(|c| c.parse().ok()).unwrap_or(self.shared.cidrs[i]);
-            if adopt {
-                if let Some(updated) = t.adopt(i, &node, &self.shared.cidrs[i]) {
-                    match self.shared.client.update(&path, &to_value(&updated)?).await {
-                        Ok(v) => node = from_value(v)?,
-                        Err(e) if e.is_conflict() => {
-                            last = Some(e);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            node.status = Some(t.status(&name, &cidr, node.status.as_ref(), Timestamp::now()));
-            match self.shared.client.update(&format!("{path}/status"), &to_value(&node)?).await {
-                Ok(v) => {
-                    self.set_uid(i, v.pointer("/metadata/uid").and_then(Value::as_str));
-                    return Ok(());
-                }
+            match self.write(i, node, adopt).await {
                 Err(e) if e.is_conflict() => last = Some(e),
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
         Err(last.unwrap_or_else(|| skiff_client::Error::Decode("conflicts".into())))
@@ -246,8 +274,19 @@ impl Nodes {
     /// Renews (or creates) every node's Lease once, `concurrency` at a time; the
     /// Leases seed [`Nodes::heartbeat`].
     pub async fn first_heartbeat(&self) -> Vec<Option<Lease>> {
+        // Leases left from an earlier run are renewed from one LIST, not read one by one.
+        let by_name = &self.shared.by_name;
+        let decode = |v: Value| {
+            let i = *by_name.get(v.pointer("/metadata/name").and_then(Value::as_str)?)?;
+            Some((i, serde_json::from_value::<Lease>(v).ok()?))
+        };
+        let mut held: Vec<Option<Lease>> = vec![None; self.len()];
+        match list(&self.shared.client, &format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"), "", decode).await {
+            Ok((found, _)) => found.into_iter().for_each(|(i, l)| held[i] = Some(l)),
+            Err(e) => tracing::warn!(error = %e, "listing node leases failed"),
+        }
         let mut leases = vec![None; self.len()];
-        let renewals = (0..self.len()).map(|i| self.renew(i, None));
+        let renewals = held.into_iter().enumerate().map(|(i, l)| self.renew(i, l));
         let mut results = futures::stream::iter(renewals).buffer_unordered(self.shared.concurrency);
         while let Some((i, lease)) = results.next().await {
             leases[i] = lease;

@@ -120,6 +120,11 @@ fn nodes_register_ready_with_zones_taints_and_renewed_leases() {
     let taints = s.ok(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.taints[0].key}:{.spec.taints[0].effect} {end}"]);
     assert_eq!(taints.trim(), "sim-0=dedicated:NoSchedule sim-1=dedicated:NoSchedule sim-2=dedicated:NoSchedule");
 
+    let described = s.ok(&["describe", "node", "sim-0"]);
+    for want in ["KubeletReady", "kubelet is posting ready status", "dedicated=x:NoSchedule", "Container Runtime Version:  sim://1.0", "PodCIDR:"] {
+        assert!(described.contains(want), "{want:?} missing from:\n{described}");
+    }
+
     let lease = |name: &str| get(&s, &["lease", "-n", "kube-node-lease", name]);
     let first = lease("sim-1").expect("a Lease per node");
     assert_eq!(first["spec"]["holderIdentity"], "sim-1");
@@ -188,6 +193,15 @@ fn bound_pods_run_get_ready_finish_and_are_deleted() {
     assert_eq!((term["exitCode"].as_i64(), term["reason"].as_str()), (Some(1), Some("Error")));
     assert_eq!(broken["status"]["containerStatuses"][0]["restartCount"], 0);
     assert_eq!(condition(&broken, "Ready").as_deref(), Some("False"));
+
+    // A pod bound after it was created (as the scheduler binds) is picked up too.
+    let late = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: late\nspec:\n  containers:\n  - name: app\n    image: nginx\n";
+    s.ok_stdin(&["apply", "-f", "-"], late);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(phase(&get(&s, &["pod", "late"]).unwrap()), "Pending", "no node, no agent");
+    let binding = r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"late"},"target":{"apiVersion":"v1","kind":"Node","name":"sim-1"}}"#;
+    s.ok_stdin(&["create", "--raw", "/api/v1/namespaces/default/pods/late/binding", "-f", "-"], binding);
+    s.ok(&["wait", "--for=condition=Ready", "pod/late", "--timeout=30s"]);
 
     // Deletion: the agent confirms it, so the pod goes away without its 30 s grace.
     let started = std::time::Instant::now();

@@ -34,6 +34,10 @@ use super::reflector::{reflect, Delta};
 const NO_ADDRESS_RETRY: Duration = Duration::from_secs(5);
 /// Writes of one sync that may meet a conflict before it gives up for a while.
 const CONFLICT_RETRIES: usize = 3;
+/// Failed syncs of a pod retried with the queue's exponential back-off (5 ms
+/// doubling); after that every `MAX_RETRY`.
+const RATE_LIMITED_TRIES: u32 = 10;
+const MAX_RETRY: Duration = Duration::from_secs(10);
 
 type Key = Arc<str>;
 
@@ -175,6 +179,14 @@ impl NodeUsage {
         if let Some(ip) = a.ip {
             self.ips.release(ip);
         }
+    }
+}
+
+/// An error that goes away by itself: no server reachable, or one that is busy.
+fn is_transient(e: &skiff_client::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(code) => matches!(code, 409 | 429) || code >= 500,
     }
 }
 
@@ -322,8 +334,18 @@ impl Kubelet {
                 }
                 Ok(None) => self.shared.queue.forget(&key),
                 Err(e) => {
-                    tracing::debug!(pod = %key, error = %e, "pod sync failed; retrying");
-                    self.shared.queue.add_rate_limited(key.clone());
+                    if is_transient(&e) {
+                        tracing::debug!(pod = %key, error = %e, "pod sync failed; retrying");
+                    } else {
+                        tracing::warn!(pod = %key, error = %e, "pod sync failed; retrying");
+                    }
+                    // Back off quickly at first, then no slower than MAX_RETRY, so
+                    // that pods catch up soon after the server comes back.
+                    if self.shared.queue.num_requeues(&key) >= RATE_LIMITED_TRIES {
+                        self.shared.queue.add_after(key.clone(), MAX_RETRY);
+                    } else {
+                        self.shared.queue.add_rate_limited(key.clone());
+                    }
                 }
             }
             self.shared.queue.done(&key);

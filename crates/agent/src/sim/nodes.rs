@@ -443,10 +443,12 @@ impl Nodes {
                 }
                 Err(e) => {
                     tracing::warn!(node = %self.name(i), error = %e, "node status update failed; retrying");
-                    if queue.num_requeues(&i) > 12 {
-                        queue.forget(&i);
+                    if queue.num_requeues(&i) >= 12 {
+                        // About 20 s of doubling back-off so far: keep that pace.
+                        queue.add_after(i, MAX_RETRY);
+                    } else {
+                        queue.add_rate_limited(i);
                     }
-                    queue.add_rate_limited(i);
                 }
             }
             queue.done(&i);

@@ -384,6 +384,9 @@ spec:
             None => false,
         }
     });
+    // No further runs: the status checks below then see this one only. A
+    // suspended CronJob still follows the Jobs it has.
+    s.ok(&["patch", "cronjob", "tick", "-p", r#"{"spec":{"suspend":true}}"#]);
     let name = job["metadata"]["name"].as_str().unwrap().to_string();
     let scheduled = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].as_str().expect("scheduled time annotation").to_string();
     let minutes = unix_seconds(&scheduled) / 60;
@@ -407,7 +410,6 @@ spec:
     let manual = s.json(&["get", "job", "manual"]);
     assert_eq!(manual["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual");
 
-    s.ok(&["patch", "cronjob", "tick", "-p", r#"{"spec":{"suspend":true}}"#]);
     let table = s.ok(&["get", "cronjob", "tick"]);
     assert!(table.contains("@every 3s") && table.contains("True"), "{table}");
 }

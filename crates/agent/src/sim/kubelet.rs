@@ -230,11 +230,6 @@ impl Kubelet {
         reflect(self.shared.client.clone(), "/api/v1/pods".into(), "fieldSelector=spec.nodeName%21%3D".into(), decode, apply).await;
     }
 
-    /// How many pods of ours the agent knows.
-    pub fn len(&self) -> usize {
-        self.lock().pods.len()
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update under the lock is a few infallible map operations.
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -380,7 +375,7 @@ impl Kubelet {
         if runtime.is_none() {
             let admission = {
                 let mut st = self.lock();
-                if !st.pods.get(key).is_some_and(|e| e.view.uid == view.uid) {
+                if st.pods.get(key).is_none_or(|e| e.view.uid != view.uid) {
                     return Ok(None);
                 }
                 st.usage[node].admit(&self.shared.nodes[node], &view.uid, &view.requests, view.host_network)
@@ -477,6 +472,8 @@ impl Kubelet {
     /// Stops the containers (a terminal status, so controllers see how the pod
     /// ended), then confirms the deletion: grace period 0, UID precondition.
     async fn finish_deletion(&self, key: &Key, view: &PodView, node: usize, runtime: Option<PodRuntime>, now: Timestamp) -> Result<Option<Duration>, skiff_client::Error> {
+        // A pod started before an agent restart is stopped like any other.
+        let runtime = runtime.or_else(|| PodRuntime::adopt(view, &view.status(), now));
         if let Some(mut rt) = runtime.filter(|_| !view.is_terminal()) {
             rt.stop(now);
             let mut current = Arc::new(view.clone());

@@ -129,7 +129,8 @@ impl Nodes {
                 template,
                 concurrency: concurrency.max(1),
                 heartbeat,
-                status_interval,
+                // Never a busy loop, whatever the configuration says.
+                status_interval: status_interval.max(Duration::from_secs(1)),
                 queue: WorkQueue::new(),
             }),
         };
@@ -299,7 +300,7 @@ impl Nodes {
     pub async fn heartbeat(self, mut leases: Vec<Option<Lease>>) {
         let n = self.len();
         let slots = ((self.shared.heartbeat.as_millis() / SLOT.as_millis()).max(1) as usize).min(n.max(1));
-        let mut interval = tokio::time::interval(self.shared.heartbeat / slots as u32);
+        let mut interval = tokio::time::interval((self.shared.heartbeat / slots as u32).max(Duration::from_millis(10)));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval.tick().await;
         let mut slot = 0;

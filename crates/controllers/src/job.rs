@@ -40,6 +40,10 @@ use crate::Context;
 pub const JOB_TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// The completion index of a pod of an Indexed Job (annotation and label).
 pub const JOB_COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
+/// How often the pods of an index failed before this one (`backoffLimitPerIndex`).
+pub const JOB_INDEX_FAILURE_COUNT_ANNOTATION: &str = "batch.kubernetes.io/job-index-failure-count";
+/// How often they failed in ways the pod failure policy ignores.
+pub const JOB_INDEX_IGNORED_FAILURE_COUNT_ANNOTATION: &str = "batch.kubernetes.io/job-index-ignored-failure-count";
 /// The environment variable through which containers learn their index.
 pub const JOB_COMPLETION_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 /// `spec.managedBy` of the Jobs this controller owns (also the default).
@@ -376,7 +380,16 @@ impl OrderedIntervals {
 
 impl std::fmt::Display for OrderedIntervals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+        // Two adjacent indexes print as a list, longer runs as a range.
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(a, b)| match b - a {
+                0 => a.to_string(),
+                1 => format!("{a},{b}"),
+                _ => format!("{a}-{b}"),
+            })
+            .collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -400,6 +413,103 @@ pub fn first_pending_indexes(non_pending: &OrderedIntervals, count: usize, compl
         candidate += 1;
     }
     result
+}
+
+// === failures per index ===
+
+/// An Indexed Job whose indexes fail on their own (`backoffLimitPerIndex`).
+pub fn has_backoff_limit_per_index(job: &Job) -> bool {
+    is_indexed(job) && job.spec.as_ref().is_some_and(|s| s.backoff_limit_per_index.is_some())
+}
+
+fn annotation_count(pod: &Pod, key: &str) -> i32 {
+    pod.metadata.annotations.as_ref().and_then(|a| a.get(key)).and_then(|v| v.parse::<i32>().ok()).filter(|v| *v >= 0).unwrap_or(0)
+}
+
+/// Upstream `isIndexFailed`: a failed pod whose index has used up its
+/// back-off, or that a `FailIndex` rule matches.
+pub fn is_index_failed(job: &Job, pod: &Pod) -> bool {
+    if !is_pod_failed(pod, job) {
+        return false;
+    }
+    let m = match_pod_failure_policy(job.spec.as_ref().and_then(|s| s.pod_failure_policy.as_ref()), pod);
+    if m.action == Some(FailureAction::FailIndex) {
+        return true;
+    }
+    let limit = job.spec.as_ref().and_then(|s| s.backoff_limit_per_index).unwrap_or(0);
+    m.count_failed && annotation_count(pod, JOB_INDEX_FAILURE_COUNT_ANNOTATION) >= limit
+}
+
+/// `status.failedIndexes` plus the indexes that failed since (upstream
+/// `calculateFailedIndexes`).
+pub fn failed_indexes(job: &Job, pods: &[Arc<Pod>]) -> OrderedIntervals {
+    let limit = completions(job).unwrap_or(0);
+    let prev = OrderedIntervals::parse(job.status.as_ref().and_then(|s| s.failed_indexes.as_deref()).unwrap_or(""), limit);
+    let mut new: Vec<i32> = pods
+        .iter()
+        .filter(|p| has_tracking_finalizer(p) && is_index_failed(job, p))
+        .filter_map(|p| completion_index(p).filter(|i| *i < limit))
+        .collect();
+    new.sort_unstable();
+    new.dedup();
+    prev.with_indexes(&new)
+}
+
+/// The failure counts a replacement for `replaced` starts with (upstream
+/// `getNewIndexFailureCounts`): its own, plus its failure.
+pub fn new_index_failure_counts(job: &Job, replaced: Option<&Pod>) -> (i32, i32) {
+    let Some(p) = replaced else { return (0, 0) };
+    let mut failures = annotation_count(p, JOB_INDEX_FAILURE_COUNT_ANNOTATION);
+    let mut ignored = annotation_count(p, JOB_INDEX_IGNORED_FAILURE_COUNT_ANNOTATION);
+    if match_pod_failure_policy(job.spec.as_ref().and_then(|s| s.pod_failure_policy.as_ref()), p).count_failed {
+        failures += 1;
+    } else {
+        ignored += 1;
+    }
+    (failures, ignored)
+}
+
+/// Failed pods whose finalizer stays until their index has a replacement, so
+/// the replacement can inherit their failure count (upstream
+/// `getPodsWithDelayedDeletionPerIndex`): the latest failed pod of each index
+/// that is neither done, failed nor running.
+fn pods_with_delayed_deletion(
+    job: &Job,
+    pods: &[Arc<Pod>],
+    active: &[Arc<Pod>],
+    succeeded: &OrderedIntervals,
+    failed: &OrderedIntervals,
+    expected_rm: &HashSet<String>,
+) -> std::collections::BTreeMap<i32, Arc<Pod>> {
+    let limit = completions(job).unwrap_or(0);
+    let running: HashSet<i32> = active.iter().filter_map(|p| completion_index(p)).collect();
+    let absolute = |p: &Pod| annotation_count(p, JOB_INDEX_FAILURE_COUNT_ANNOTATION) + annotation_count(p, JOB_INDEX_IGNORED_FAILURE_COUNT_ANNOTATION);
+    let mut out: std::collections::BTreeMap<i32, Arc<Pod>> = Default::default();
+    for p in pods {
+        if !has_tracking_finalizer(p) || expected_rm.contains(uid(p)) || !is_pod_failed(p, job) {
+            continue;
+        }
+        let Some(ix) = completion_index(p).filter(|i| *i < limit) else { continue };
+        if succeeded.has(ix) || failed.has(ix) || running.contains(&ix) {
+            continue;
+        }
+        match out.get(&ix) {
+            Some(last) if !(absolute(last) <= absolute(p) && pod_finished_time(p) >= pod_finished_time(last)) => {}
+            _ => {
+                out.insert(ix, p.clone());
+            }
+        }
+    }
+    out
+}
+
+/// How long the replacement for an index must wait after `last_failed`
+/// (upstream `getRemainingTimePerIndex`).
+fn remaining_for_index(last_failed: Option<&Arc<Pod>>, now: Timestamp) -> Duration {
+    let Some(p) = last_failed else { return Duration::ZERO };
+    let failures = annotation_count(p, JOB_INDEX_FAILURE_COUNT_ANNOTATION) + annotation_count(p, JOB_INDEX_IGNORED_FAILURE_COUNT_ANNOTATION) + 1;
+    let record = BackoffRecord { failures_after_last_success: failures as u32, last_failure: Some(pod_finished_time(p)) };
+    record.remaining(now, DEFAULT_POD_FAILURE_BACKOFF, MAX_POD_FAILURE_BACKOFF)
 }
 
 // === choosing pods ===
@@ -515,7 +625,8 @@ pub fn pod_template_for(job: &Job) -> PodTemplateSpec {
                         value_from: Some(EnvVarSource {
                             field_ref: Some(ObjectFieldSelector {
                                 api_version: None,
-                                field_path: format!("metadata.annotations['{JOB_COMPLETION_INDEX_ANNOTATION}']"),
+                                // The label, since PodIndexLabel went GA (1.32).
+                                field_path: format!("metadata.labels['{JOB_COMPLETION_INDEX_ANNOTATION}']"),
                             }),
                             ..EnvVarSource::default()
                         }),
@@ -629,6 +740,12 @@ pub struct Plan {
     /// Indexed Jobs: completed indexes before and after this sync's pods.
     pub prev_succeeded_indexes: OrderedIntervals,
     pub succeeded_indexes: OrderedIntervals,
+    /// Jobs with `backoffLimitPerIndex`: the failed indexes, the failed pods
+    /// kept until their index is replaced, and the failure counts each new
+    /// pod starts with.
+    pub failed_indexes: Option<OrderedIntervals>,
+    pub delayed_deletion: std::collections::BTreeMap<i32, Arc<Pod>>,
+    pub index_failure_counts: std::collections::BTreeMap<i32, (i32, i32)>,
 }
 
 fn ready_count(pods: &[Arc<Pod>]) -> i32 {
@@ -690,6 +807,10 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], now: Timestamp, satisfied: bool, expec
 
     let mut prev_succeeded_indexes = OrderedIntervals::default();
     let mut succeeded_indexes = OrderedIntervals::default();
+    let mut failed_index_set: Option<OrderedIntervals> = None;
+    let mut delayed_deletion = std::collections::BTreeMap::new();
+    let mut index_failure_counts = std::collections::BTreeMap::new();
+    let per_index = has_backoff_limit_per_index(job);
     if indexed {
         prev_succeeded_indexes = OrderedIntervals::parse(status.completed_indexes.as_deref().unwrap_or(""), limit);
         let mut new: Vec<i32> = pods
@@ -700,6 +821,20 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], now: Timestamp, satisfied: bool, expec
         new.sort_unstable();
         succeeded_indexes = prev_succeeded_indexes.with_indexes(&new);
         succeeded = succeeded_indexes.total();
+        if has_backoff_limit_per_index(job) {
+            let failed = failed_indexes(job, pods);
+            if finished.is_none() {
+                let max = job.spec.as_ref().and_then(|s| s.max_failed_indexes);
+                if max.is_some_and(|m| failed.total() > m) {
+                    let msg = "Job has exceeded the specified maximal number of failed indexes";
+                    finished = Some(new_condition("FailureTarget", "True", "MaxFailedIndexesExceeded", msg, now));
+                } else if failed.total() > 0 && failed.total() + succeeded_indexes.total() >= limit {
+                    finished = Some(new_condition("FailureTarget", "True", "FailedIndexes", "Job has failed indexes", now));
+                }
+            }
+            delayed_deletion = pods_with_delayed_deletion(job, pods, &active_pods, &succeeded_indexes, &failed, expected_rm);
+            failed_index_set = Some(failed);
+        }
         if finished.is_none() {
             if let Some(msg) = match_success_policy(job, limit, &succeeded_indexes) {
                 finished = Some(new_condition("SuccessCriteriaMet", "True", "SuccessPolicy", &msg, now));
@@ -747,7 +882,8 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], now: Timestamp, satisfied: bool, expec
                     let replacing = if only_replace_failed_pods(job) { terminating } else { 0 };
                     let diff = (want - replacing - active).max(0) as usize;
                     if diff > 0 {
-                        let wait = backoff.remaining(now, DEFAULT_POD_FAILURE_BACKOFF, MAX_POD_FAILURE_BACKOFF);
+                        // Indexes with their own back-off wait each on their own.
+                        let wait = if per_index { Duration::ZERO } else { backoff.remaining(now, DEFAULT_POD_FAILURE_BACKOFF, MAX_POD_FAILURE_BACKOFF) };
                         if !wait.is_zero() {
                             requeue_after = Some(requeue_after.map_or(wait, |r: Duration| r.min(wait)));
                         } else {
@@ -758,7 +894,23 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], now: Timestamp, satisfied: bool, expec
                                     busy.extend(pods.iter().filter(|p| is_pod_terminating(p)).filter_map(|p| completion_index(p)));
                                 }
                                 busy.sort_unstable();
-                                first_pending_indexes(&succeeded_indexes.with_indexes(&busy), diff, limit).into_iter().map(Some).collect()
+                                let mut non_pending = succeeded_indexes.with_indexes(&busy);
+                                if let Some(failed) = &failed_index_set {
+                                    non_pending = non_pending.merge(failed);
+                                }
+                                let mut indexes = first_pending_indexes(&non_pending, diff, limit);
+                                if per_index {
+                                    let (now_ok, waiting): (Vec<i32>, Vec<i32>) =
+                                        indexes.iter().partition(|i| remaining_for_index(delayed_deletion.get(*i), now).is_zero());
+                                    if let Some(wait) = waiting.iter().map(|i| remaining_for_index(delayed_deletion.get(i), now)).min() {
+                                        requeue_after = Some(requeue_after.map_or(wait, |r: Duration| r.min(wait)));
+                                    }
+                                    indexes = now_ok;
+                                    for i in &indexes {
+                                        index_failure_counts.insert(*i, new_index_failure_counts(job, delayed_deletion.get(i).map(|p| &**p)));
+                                    }
+                                }
+                                indexes.into_iter().map(Some).collect()
                             } else {
                                 vec![None; diff]
                             };
@@ -800,7 +952,19 @@ pub fn plan(job: &Job, pods: &[Arc<Pod>], now: Timestamp, satisfied: bool, expec
     status.active = Some(active);
     status.ready = Some(ready);
     status.terminating = Some(terminating);
-    Plan { status, status_changed, op, finished, requeue_after, events, prev_succeeded_indexes, succeeded_indexes }
+    Plan {
+        status,
+        status_changed,
+        op,
+        finished,
+        requeue_after,
+        events,
+        prev_succeeded_indexes,
+        succeeded_indexes,
+        failed_indexes: failed_index_set,
+        delayed_deletion,
+        index_failure_counts,
+    }
 }
 
 /// The first half of upstream's `trackJobStatusAndRemoveFinalizers`: which
@@ -845,7 +1009,8 @@ pub fn track(job: &Job, pods: &[Arc<Pod>], plan: &Plan, expected_rm: &HashSet<St
             continue;
         }
         let failed = is_pod_failed(p, job);
-        let can_remove = job.metadata.deletion_timestamp.is_some() || plan.finished.is_some() || pod_phase(p) == "Succeeded" || failed;
+        let delayed = completion_index(p).and_then(|i| plan.delayed_deletion.get(&i)).is_some_and(|d| uid(d) == uid(p));
+        let can_remove = job.metadata.deletion_timestamp.is_some() || plan.finished.is_some() || pod_phase(p) == "Succeeded" || (failed && !delayed);
         if !can_remove {
             continue;
         }
@@ -886,6 +1051,13 @@ pub fn track(job: &Job, pods: &[Arc<Pod>], plan: &Plan, expected_rm: &HashSet<St
         }
         status.succeeded = Some(all.total());
         status.completed_indexes = (!text.is_empty()).then_some(text);
+        if let Some(failed) = &plan.failed_indexes {
+            let text = failed.to_string();
+            if job.status.as_ref().and_then(|s| s.failed_indexes.as_deref()) != Some(text.as_str()) {
+                needs_flush = true;
+            }
+            status.failed_indexes = Some(text);
+        }
     }
     let mut finished = plan.finished.clone();
     if let Some(c) = finished.clone() {
@@ -1258,7 +1430,7 @@ impl JobController {
             }
             PodOp::Create(indexes) => {
                 self.expectations.expect_creations(key, indexes.len() as i64);
-                let (not_created, err) = self.create_pods(&job, key, &indexes).await;
+                let (not_created, err) = self.create_pods(&job, key, &indexes, &plan.index_failure_counts).await;
                 if not_created > 0 {
                     let active = plan.status.active.unwrap_or(0) - not_created as i32;
                     plan.status.active = Some(active.max(0));
@@ -1411,7 +1583,13 @@ impl JobController {
 
     /// Creates pods in slow-start batches (1, 2, 4, ...), stopping after a batch
     /// with failures. Returns how many were not created and the first error.
-    async fn create_pods(&self, job: &Job, key: &str, indexes: &[Option<i32>]) -> (usize, Option<Error>) {
+    async fn create_pods(
+        &self,
+        job: &Job,
+        key: &str,
+        indexes: &[Option<i32>],
+        failure_counts: &std::collections::BTreeMap<i32, (i32, i32)>,
+    ) -> (usize, Option<Error>) {
         let ns = job.metadata.namespace.as_deref().unwrap_or("");
         let name = job.metadata.name.as_deref().unwrap_or("");
         let template = pod_template_for(job);
@@ -1424,10 +1602,17 @@ impl JobController {
         while done < indexes.len() {
             let chunk = &indexes[done..(done + batch).min(indexes.len())];
             let creates = chunk.iter().map(|ix| {
-                let (t, generate_name) = match ix {
+                let (mut t, generate_name) = match ix {
                     Some(i) => indexed_template(name, &template, *i),
                     None => (template.clone(), format!("{name}-")),
                 };
+                if let Some((failures, ignored)) = ix.and_then(|i| failure_counts.get(&i)) {
+                    let annotations = t.metadata.get_or_insert_with(Default::default).annotations.get_or_insert_with(Default::default);
+                    annotations.insert(JOB_INDEX_FAILURE_COUNT_ANNOTATION.to_string(), failures.to_string());
+                    if *ignored > 0 {
+                        annotations.insert(JOB_INDEX_IGNORED_FAILURE_COUNT_ANNOTATION.to_string(), ignored.to_string());
+                    }
+                }
                 let pod = pod_from_template(&t, ns, &generate_name, Some(owner.clone()));
                 let api = api.clone();
                 async move { api.create(&pod).await }
@@ -2065,7 +2250,7 @@ mod tests {
         assert_eq!(template.metadata.as_ref().unwrap().finalizers.as_deref(), Some(&[JOB_TRACKING_FINALIZER.to_string()][..]));
         let env = &template.spec.as_ref().unwrap().containers[0].env.as_ref().unwrap()[0];
         assert_eq!(env.name, JOB_COMPLETION_INDEX_ENV);
-        assert_eq!(env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.annotations['batch.kubernetes.io/job-completion-index']");
+        assert_eq!(env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path, "metadata.labels['batch.kubernetes.io/job-completion-index']");
         let (t, generate_name) = indexed_template("pi", &template, 2);
         assert_eq!(generate_name, "pi-2-");
         assert_eq!(t.spec.as_ref().unwrap().hostname.as_deref(), Some("pi-2"));
@@ -2079,10 +2264,88 @@ mod tests {
         assert!(pod_template_for(&MakeJob::new(Some(1), 1).obj()).spec.unwrap().containers[0].env.is_none());
     }
 
+    fn per_index(limit: i32) -> MakeJob {
+        MakeJob::new(Some(3), 3).spec(|s| {
+            s.completion_mode = Some("Indexed".into());
+            s.backoff_limit_per_index = Some(limit);
+            s.backoff_limit = Some(i32::MAX);
+        })
+    }
+
+    fn failures(mut p: MakePod, n: i32) -> MakePod {
+        p.0.metadata.annotations.get_or_insert_with(Default::default).insert(JOB_INDEX_FAILURE_COUNT_ANNOTATION.into(), n.to_string());
+        p
+    }
+
+    #[test]
+    fn a_failed_index_is_replaced_after_its_own_backoff_and_inherits_the_count() {
+        let job = per_index(1).started(0).status(|s| s.completed_indexes = Some("0".into())).obj();
+        let failed = failures(MakePod::new("p1", "Failed").index(1).exit("main", 1, 10), 0).obj();
+        let pods = [failed.clone(), MakePod::new("p2", "Running").index(2).obj()];
+        let p = plan(&job, &pods, at(12), true, &none());
+        assert!(matches!(p.op, PodOp::Nothing));
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(8)));
+        assert_eq!(p.failed_indexes.as_ref().map(|f| f.to_string()), Some(String::new()));
+        // The failed pod keeps its finalizer until its index is replaced.
+        let t = track(&job, &pods, &p, &none(), at(12));
+        assert!(t.remove_finalizers.is_empty());
+        assert_eq!(t.status.failed_indexes.as_deref(), Some(""));
+
+        let p = plan(&job, &pods, at(21), true, &none());
+        assert_eq!(creates(&p), vec![Some(1)]);
+        assert_eq!(p.index_failure_counts.get(&1), Some(&(1, 0)));
+
+        // Once the replacement runs, the failed pod is counted.
+        let pods = [failed, failures(MakePod::new("p1b", "Running").index(1), 1).obj(), MakePod::new("p2", "Running").index(2).obj()];
+        let p = plan(&job, &pods, at(22), true, &none());
+        let t = track(&job, &pods, &p, &none(), at(22));
+        assert_eq!(names(&t.remove_finalizers), ["p1"]);
+        assert_eq!(t.status.uncounted_terminated_pods.unwrap().failed, Some(vec!["uid-p1".to_string()]));
+    }
+
+    #[test]
+    fn an_index_out_of_retries_fails_and_the_job_with_it() {
+        let job = per_index(1).started(0).status(|s| s.completed_indexes = Some("0,2".into())).obj();
+        let pods = [failures(MakePod::new("p1b", "Failed").index(1).exit("main", 1, 30), 1).obj()];
+        let p = plan(&job, &pods, at(31), true, &none());
+        assert_eq!(p.failed_indexes.as_ref().unwrap().to_string(), "1");
+        let c = p.finished.clone().unwrap();
+        assert_eq!((c.type_.as_str(), c.reason.as_deref(), c.message.as_deref()), ("FailureTarget", Some("FailedIndexes"), Some("Job has failed indexes")));
+        let (status, finished) = settle(&job, &pods, &p, at(31));
+        assert!(finished);
+        assert_eq!(status.failed_indexes.as_deref(), Some("1"));
+        assert_eq!(status.failed, Some(1));
+        assert!(has_true(&status, "Failed"));
+    }
+
+    #[test]
+    fn fail_index_rules_and_max_failed_indexes() {
+        let fail_index = policy(vec![exit_rule("FailIndex", None, "In", vec![42])]);
+        let job = per_index(5)
+            .spec(|s| {
+                s.pod_failure_policy = Some(fail_index);
+                s.max_failed_indexes = Some(0);
+            })
+            .started(0)
+            .obj();
+        let pods = [failures(MakePod::new("p0", "Failed").index(0).exit("main", 42, 3), 0).obj(), MakePod::new("p1", "Running").index(1).obj()];
+        assert!(is_index_failed(&job, &pods[0]));
+        let p = plan(&job, &pods, at(4), true, &none());
+        let c = p.finished.unwrap();
+        assert_eq!(c.reason.as_deref(), Some("MaxFailedIndexesExceeded"));
+        assert_eq!(c.message.as_deref(), Some("Job has exceeded the specified maximal number of failed indexes"));
+        assert!(matches!(&p.op, PodOp::DeleteActive(rm) if names(rm) == ["p1"]));
+        // Without the rule, one failure of five allowed does not fail the index.
+        let lenient = per_index(5).obj();
+        assert!(!is_index_failed(&lenient, &pods[0]));
+    }
+
     #[test]
     fn completed_indexes_parse_merge_and_print_as_upstream() {
         let i = OrderedIntervals::parse("1,3-5,7,9-12,x,4-2", 11);
-        assert_eq!(i.to_string(), "1,3-5,7,9-10");
+        assert_eq!(i.to_string(), "1,3-5,7,9,10");
+        assert_eq!(OrderedIntervals::parse("0,1", 3).0, vec![(0, 1)]);
+        assert_eq!(OrderedIntervals::parse("0-2,5,7-8", 10).to_string(), "0-2,5,7,8");
         assert_eq!(i.total(), 7);
         assert_eq!(i.with_indexes(&[2, 6, 8]).to_string(), "1-10");
         assert!(i.has(4) && !i.has(6));

@@ -284,7 +284,7 @@ spec:
             assert_eq!(p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"], index.as_str());
             let env = &p["spec"]["containers"][0]["env"][0];
             assert_eq!(env["name"], "JOB_COMPLETION_INDEX");
-            assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], "metadata.annotations['batch.kubernetes.io/job-completion-index']");
+            assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], "metadata.labels['batch.kubernetes.io/job-completion-index']");
             assert!(p["metadata"]["name"].as_str().unwrap().starts_with(&format!("indexed-{index}-")), "{}", p["metadata"]["name"]);
             (index, p["spec"]["hostname"].as_str().unwrap_or_default().to_string(), p["status"]["phase"].as_str().unwrap_or_default().to_string())
         })

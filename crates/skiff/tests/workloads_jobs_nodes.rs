@@ -341,6 +341,71 @@ spec:
     assert!(evs.iter().any(|e| e == "BackoffLimitExceeded Job has reached the specified backoff limit"), "{evs:?}");
 }
 
+#[test]
+fn a_fail_job_rule_fails_the_job_at_the_first_matching_exit_code() {
+    let (s, _agent) = cluster(1);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: strict
+spec:
+  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: FailJob
+      onExitCodes:
+        containerName: main
+        operator: In
+        values: [42]
+  template:
+    metadata:
+      annotations:
+        sim.skiff.io/exit-code: "42"
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+"#,
+    );
+    s.ok(&["wait", "--for=condition=failed", "job/strict", "--timeout=60s"]);
+    let job = s.json(&["get", "job", "strict"]);
+    let failed = condition(&job, "Failed").unwrap();
+    assert_eq!(failed["reason"], "PodFailurePolicy");
+    let pods = items(&s, &["get", "pods", "-l", "job-name=strict"]);
+    assert_eq!(pods.len(), 1, "no retries after a FailJob rule matched");
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap();
+    assert_eq!(failed["message"].as_str().unwrap(), format!("Container main for pod default/{pod} failed with exit code 42 matching FailJob rule at index 0"));
+}
+
+#[test]
+fn finished_jobs_with_a_ttl_are_deleted_with_their_pods() {
+    let (s, _agent) = cluster(1);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: ephemeral
+spec:
+  ttlSecondsAfterFinished: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: busybox
+"#,
+    );
+    s.ok(&["wait", "--for=condition=complete", "job/ephemeral", "--timeout=60s"]);
+    s.eventually("the Job to be deleted after its TTL", WAIT, || !s.kubectl(&["get", "job", "ephemeral"]).status.success());
+    s.eventually("its pods to be collected", WAIT, || items(&s, &["get", "pods", "-l", "job-name=ephemeral"]).is_empty());
+}
+
 // === cron jobs ===
 
 #[test]

@@ -223,10 +223,9 @@ pub fn check_node_health(
             NodeHealth { ready: None, probe: at, ready_transition: at, lease_renew: None }
         }
         (None, Some(_)) => fresh(current_ready.clone()),
-        (Some(s), Some(c)) if s.ready.is_none() => {
-            let _ = c;
-            fresh(current_ready.clone())
-        }
+        // First sight of a Ready condition (say, after a restart), or the
+        // condition vanished: start counting from now.
+        (Some(s), Some(_)) if s.ready.is_none() => fresh(current_ready.clone()),
         (Some(s), None) if s.ready.is_some() => fresh(None),
         (Some(s), Some(c)) => {
             let old = s.ready.as_ref().expect("checked above");

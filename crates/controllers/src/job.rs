@@ -1407,10 +1407,10 @@ impl JobController {
         match std::mem::take(&mut plan.op) {
             PodOp::Nothing => {}
             PodOp::DeleteActive(pods) => {
+                // The pods keep their finalizers: the tracking below counts them
+                // as failed. The Job cannot finish while some could not be deleted.
                 let (failed, err) = self.delete_pods(&job, &pods, false, None).await;
-                if failed.is_empty() {
-                    // All gone, but counted as failed only via the tracking below.
-                } else {
+                if !failed.is_empty() {
                     plan.finished = None;
                     undo_removals(&mut plan.status, &failed);
                 }

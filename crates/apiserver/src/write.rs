@@ -58,6 +58,7 @@ pub fn prepare_create(res: &ResourceInfo, mut obj: Value, manager: Option<&str>,
         m.remove("selfLink");
         m.remove("deletionTimestamp");
         m.remove("deletionGracePeriodSeconds");
+        drop_empty_metadata_lists(m);
         if res.tracks_generation {
             m.insert("generation".into(), json!(1));
         } else {
@@ -152,6 +153,7 @@ pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, m
         }
         m.remove("resourceVersion");
         m.remove("selfLink");
+        drop_empty_metadata_lists(m);
         if m.get("managedFields").is_none() {
             if let Some(mf) = old_meta.get("managedFields") {
                 m.insert("managedFields".into(), mf.clone());
@@ -298,4 +300,21 @@ fn set_daemonset_template_generation(ds: &mut Value, generation: i64) {
         *annotations = json!({});
     }
     annotations[DAEMONSET_TEMPLATE_GENERATION] = json!(generation.to_string());
+}
+
+/// ObjectMeta's lists and maps are `omitempty` upstream: an object whose last
+/// finalizer or owner reference was patched away has no such field at all, and
+/// clients (and `kubectl get -o yaml`) see it that way.
+fn drop_empty_metadata_lists(m: &mut serde_json::Map<String, Value>) {
+    for key in ["finalizers", "ownerReferences", "labels", "annotations"] {
+        let empty = match m.get(key) {
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            m.remove(key);
+        }
+    }
 }

@@ -25,10 +25,16 @@ use serde_json::json;
 use skiff_apiserver::{Config, Server, Settings};
 use skiff_store::{EtcdStore, ListOptions, LocalEtcd, SqliteStore, Store};
 
+#[path = "bench_scheduler.rs"]
+mod bench_scheduler;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// API server: creates/s, mutation latency, LIST at 10k/100k pods, watch fan-out delay.
     Api(ApiArgs),
+    /// Scheduler: pods bound per second and create-to-bound latency on many nodes,
+    /// against bindings to round-robin nodes with no decisions.
+    Scheduler(bench_scheduler::SchedulerArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -70,6 +76,7 @@ pub struct ApiArgs {
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Api(args) => api(args).await,
+        BenchCommand::Scheduler(args) => bench_scheduler::run(args).await,
     }
 }
 

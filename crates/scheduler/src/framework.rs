@@ -54,8 +54,9 @@ pub struct CycleState {
     pub inter_pod_affinity_score: Option<interpodaffinity::PreScoreState>,
     pub topology_spread: Option<podtopologyspread::PreFilterState>,
     pub topology_spread_score: Option<podtopologyspread::PreScoreState>,
-    /// Filter plugins whose PreFilter said Skip.
-    pub skip_filter: BTreeSet<&'static str>,
+    /// Filter plugins whose PreFilter said Skip, as bits by position in
+    /// [`Framework::filters`] (a set of names would cost string compares per node).
+    pub skip_filter_mask: u64,
 }
 
 /// What a PreFilter returned besides its status: the only nodes worth filtering, if
@@ -196,8 +197,8 @@ impl Framework {
 
     /// Runs the Filter plugins in order; the first rejection is the node's status.
     pub fn run_filters(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        for f in &self.filters {
-            if state.skip_filter.contains(f.name()) {
+        for (i, f) in self.filters.iter().enumerate() {
+            if state.skip_filter_mask & (1 << i) != 0 {
                 continue;
             }
             let s = f.filter(state, pod, node);
@@ -213,6 +214,9 @@ impl Framework {
     /// once without them (so that affinity to them is not assumed). Upstream's
     /// `RunFilterPluginsWithNominatedPods`.
     pub fn run_filters_with_nominated(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, snapshot: &Snapshot<'_>) -> Status {
+        if snapshot.nominated.is_empty() {
+            return self.run_filters(state, pod, node);
+        }
         let nominated: Vec<&Arc<PodInfo>> = snapshot
             .nominated
             .get(&node.name)
@@ -245,7 +249,11 @@ impl Framework {
             let (s, names) = pf.pre_filter(state, pod, snapshot);
             match s.code() {
                 Code::Skip => {
-                    state.skip_filter.insert(pf.name());
+                    for (i, f) in self.filters.iter().enumerate() {
+                        if f.name() == pf.name() {
+                            state.skip_filter_mask |= 1 << i;
+                        }
+                    }
                 }
                 Code::Success => {}
                 _ => return Err(s),

@@ -59,6 +59,15 @@ impl Selector {
         Selector(Parsed::from_set(std::iter::empty()))
     }
 
+    /// A stable identity of what the selector selects, for memoizing counts.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.is_nothing().hash(&mut h);
+        self.0.to_string().hash(&mut h);
+        h.finish()
+    }
+
     pub fn is_nothing(&self) -> bool {
         !self.0.is_empty() && self.0.requirements().is_empty()
     }

@@ -13,6 +13,34 @@ use crate::selectors::{pod_labels, NodeTerm, RequiredNodeAffinity, Selector, NO_
 /// Labels of each namespace, for affinity terms with a `namespaceSelector`.
 pub type NamespaceLabels = HashMap<String, BTreeMap<String, String>>;
 
+/// FNV-1a: the per-node maps of the topology plugins hash short label values
+/// thousands of times per pod, where SipHash's DoS resistance buys nothing (the
+/// keys are node labels, written by administrators).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A map keyed by label values, hashed with [`Fnv`].
+pub type LabelMap<V> = HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
+
 // === impl AffinityTerm ===
 
 /// A compiled `PodAffinityTerm`: which pods (namespaces and labels) it is about, and
@@ -232,6 +260,14 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// Bumped on every change.
     pub generation: u64,
+    /// Copied out of the Node object: every filter reads them, and the Node itself
+    /// is large and far away in memory.
+    taints: Vec<Taint>,
+    unschedulable: bool,
+    /// The last count of pods matching a selector, with the generation and the
+    /// selector it holds for: consecutive pods of one workload ask every node the
+    /// same question, and most nodes have not changed since.
+    match_memo: std::cell::Cell<Option<(u64, u64, i64)>>,
 }
 
 impl NodeInfo {
@@ -247,6 +283,8 @@ impl NodeInfo {
 
     pub fn set_node(&mut self, node: Arc<Node>) {
         self.allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref()).map(Resource::from_list).unwrap_or_default();
+        self.taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        self.unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
         self.node = Some(node);
         self.generation += 1;
     }
@@ -256,11 +294,23 @@ impl NodeInfo {
     }
 
     pub fn taints(&self) -> &[Taint] {
-        self.node.as_ref().and_then(|n| n.spec.as_ref()).and_then(|s| s.taints.as_deref()).unwrap_or_default()
+        &self.taints
     }
 
     pub fn unschedulable(&self) -> bool {
-        self.node.as_ref().and_then(|n| n.spec.as_ref()).and_then(|s| s.unschedulable).unwrap_or(false)
+        self.unschedulable
+    }
+
+    /// `count(pods)` memoized under `key` until the node changes.
+    pub fn memoized_count(&self, key: u64, count: impl FnOnce(&[Arc<PodInfo>]) -> i64) -> i64 {
+        if let Some((generation, k, n)) = self.match_memo.get() {
+            if generation == self.generation && k == key {
+                return n;
+            }
+        }
+        let n = count(&self.pods);
+        self.match_memo.set(Some((self.generation, key, n)));
+        n
     }
 
     pub fn add_pod(&mut self, pod: Arc<PodInfo>) {

@@ -64,13 +64,21 @@ pub fn least_requested_score(requested: i64, capacity: i64) -> i64 {
 /// `(1 - std) * 100` of the cpu and memory fractions the node would have with the
 /// pod, each capped at 1; resources the node has none of are left out.
 pub fn balanced_score(fractions: &[(i64, i64)]) -> i64 {
-    let f: Vec<f64> = fractions.iter().filter(|(_, alloc)| *alloc > 0).map(|(req, alloc)| (*req as f64 / *alloc as f64).min(1.0)).collect();
-    let std = match f.len() {
+    // Two passes over the input instead of a collected Vec: this runs for every
+    // feasible node of every pod.
+    let f = |(req, alloc): &(i64, i64)| (*req as f64 / *alloc as f64).min(1.0);
+    let present = || fractions.iter().filter(|(_, alloc)| *alloc > 0);
+    let n = present().count();
+    let std = match n {
         0 | 1 => 0.0,
-        2 => ((f[0] - f[1]) / 2.0).abs(),
+        2 => {
+            let mut it = present().map(f);
+            let (a, b) = (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0));
+            ((a - b) / 2.0).abs()
+        }
         n => {
-            let mean = f.iter().sum::<f64>() / n as f64;
-            (f.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt()
+            let mean = present().map(f).sum::<f64>() / n as f64;
+            (present().map(|x| (f(x) - mean) * (f(x) - mean)).sum::<f64>() / n as f64).sqrt()
         }
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64

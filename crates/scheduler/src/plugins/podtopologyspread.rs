@@ -14,7 +14,7 @@ use crate::framework::{CycleState, FilterPlugin, PreFilterPlugin, PreFilterResul
 use crate::plugins::tainttoleration::untolerated_taint;
 use crate::selectors::Selector;
 use crate::status::Status;
-use crate::types::{NodeInfo, PodInfo};
+use crate::types::{LabelMap, NodeInfo, PodInfo};
 
 pub const NAME: &str = "PodTopologySpread";
 pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str = "node(s) didn't match pod topology spread constraints";
@@ -27,6 +27,8 @@ pub struct Constraint {
     pub max_skew: i32,
     pub topology_key: String,
     pub selector: Selector,
+    /// Identifies (namespace, selector) for per-node memoized counts.
+    pub count_key: u64,
     pub min_domains: i32,
     pub honor_node_affinity: bool,
     pub honor_node_taints: bool,
@@ -50,10 +52,21 @@ pub fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
         .iter()
         .flatten()
         .filter(|c| c.when_unsatisfiable == when)
-        .map(|c| Constraint {
+        .map(|c| {
+            let selector = Selector::compile_with_label_keys(c.label_selector.as_ref(), pod.labels(), c.match_label_keys.as_deref().unwrap_or_default(), &[]);
+            let count_key = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (&pod.namespace, selector.fingerprint()).hash(&mut h);
+                h.finish()
+            };
+            (c, selector, count_key)
+        })
+        .map(|(c, selector, count_key)| Constraint {
             max_skew: c.max_skew,
             topology_key: c.topology_key.clone(),
-            selector: Selector::compile_with_label_keys(c.label_selector.as_ref(), pod.labels(), c.match_label_keys.as_deref().unwrap_or_default(), &[]),
+            selector,
+            count_key,
             min_domains: c.min_domains.unwrap_or(1),
             honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
             honor_node_taints: c.node_taints_policy.as_deref() == Some("Honor"),
@@ -68,6 +81,21 @@ fn has_all_keys(node: &NodeInfo, constraints: &[Constraint]) -> bool {
 /// Pods on the node in `namespace`, not terminating, that the selector matches.
 pub fn count_matching(pods: &[std::sync::Arc<PodInfo>], selector: &Selector, namespace: &str) -> i64 {
     pods.iter().filter(|p| !p.terminating && p.namespace == namespace && selector.matches(p.labels())).count() as i64
+}
+
+/// [`count_matching`] on a node, memoized on the node until it changes.
+fn count_on(node: &NodeInfo, c: &Constraint, namespace: &str) -> i64 {
+    node.memoized_count(c.count_key, |pods| count_matching(pods, &c.selector, namespace))
+}
+
+/// Adds `n` to `map[key]` without allocating when the key exists.
+fn bump(map: &mut HashMap<String, i64>, key: &str, n: i64) {
+    match map.get_mut(key) {
+        Some(v) => *v += n,
+        None => {
+            map.insert(key.to_string(), n);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,8 +124,7 @@ impl PreFilterState {
             if !c.selector.matches(other.labels()) || !c.includes(pod, node) {
                 continue;
             }
-            let v = node.labels()[&c.topology_key].clone();
-            *self.counts[i].entry(v).or_default() += delta;
+            bump(&mut self.counts[i], &node.labels()[&c.topology_key], delta);
         }
     }
 }
@@ -123,8 +150,8 @@ impl PreFilterPlugin for PodTopologySpread {
                 if !c.includes(pod, node) {
                     continue;
                 }
-                let n = count_matching(&node.pods, &c.selector, &pod.namespace);
-                *counts[i].entry(node.labels()[&c.topology_key].clone()).or_default() += n;
+                let n = count_on(node, c, &pod.namespace);
+                bump(&mut counts[i], &node.labels()[&c.topology_key], n);
             }
         }
         state.topology_spread = Some(PreFilterState { constraints, counts });
@@ -172,7 +199,11 @@ pub struct PreScoreState {
     pub constraints: Vec<Constraint>,
     /// Feasible nodes lacking a topology key: they score 0.
     pub ignored: HashSet<String>,
-    pub pair_counts: HashMap<(String, String), i64>,
+    /// Matching pods per topology value, one map per distinct topology key
+    /// (constraints on the same key share their counts, as upstream's topology
+    /// pairs do); `slot[i]` is constraint `i`'s map.
+    pub pair_counts: Vec<LabelMap<i64>>,
+    pub slot: Vec<usize>,
     /// `ln(domains + 2)` per constraint, so that keys with many domains weigh more.
     pub weights: Vec<f64>,
 }
@@ -195,6 +226,16 @@ impl ScorePlugin for PodTopologySpread {
             return Status::skip();
         }
         let mut s = PreScoreState { constraints, ..Default::default() };
+        let mut keys: Vec<&str> = Vec::new();
+        for c in &s.constraints {
+            let slot = keys.iter().position(|k| *k == c.topology_key).unwrap_or_else(|| {
+                keys.push(&c.topology_key);
+                keys.len() - 1
+            });
+            s.slot.push(slot);
+        }
+        s.pair_counts = vec![LabelMap::default(); keys.len()];
+        let hostname: Vec<bool> = s.constraints.iter().map(|c| c.topology_key == HOSTNAME).collect();
         let mut domains = vec![0usize; s.constraints.len()];
         for node in feasible {
             if !has_all_keys(node, &s.constraints) {
@@ -202,38 +243,41 @@ impl ScorePlugin for PodTopologySpread {
                 continue;
             }
             for (i, c) in s.constraints.iter().enumerate() {
-                if c.topology_key == HOSTNAME {
+                if hostname[i] {
                     continue;
                 }
-                let pair = (c.topology_key.clone(), node.labels()[&c.topology_key].clone());
-                if let std::collections::hash_map::Entry::Vacant(e) = s.pair_counts.entry(pair) {
-                    e.insert(0);
+                let values = &mut s.pair_counts[s.slot[i]];
+                let value = &node.labels()[&c.topology_key];
+                if !values.contains_key(value) {
+                    values.insert(value.clone(), 0);
                     domains[i] += 1;
                 }
             }
         }
-        s.weights = s
-            .constraints
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let size = if c.topology_key == HOSTNAME { feasible.len() - s.ignored.len() } else { domains[i] };
+        s.weights = (0..s.constraints.len())
+            .map(|i| {
+                let size = if hostname[i] { feasible.len() - s.ignored.len() } else { domains[i] };
                 ((size + 2) as f64).ln()
             })
             .collect();
+        if hostname.iter().all(|h| *h) {
+            // Per-node counts are taken in Score.
+            state.topology_spread_score = Some(s);
+            return Status::success();
+        }
         for node in snapshot.nodes {
-            if !has_all_keys(node, &s.constraints) {
-                continue;
-            }
-            for c in &s.constraints {
-                if c.topology_key == HOSTNAME || !c.includes(pod, node) {
+            let labels = node.labels();
+            for (i, c) in s.constraints.iter().enumerate() {
+                if hostname[i] {
                     continue;
                 }
-                let pair = (c.topology_key.clone(), node.labels()[&c.topology_key].clone());
-                if s.pair_counts.contains_key(&pair) {
-                    let n = count_matching(&node.pods, &c.selector, &pod.namespace);
-                    *s.pair_counts.get_mut(&pair).unwrap() += n;
+                // One lookup serves as the "has every key" check too.
+                let Some(value) = labels.get(&c.topology_key) else { break };
+                let Some(count) = s.pair_counts[s.slot[i]].get_mut(value.as_str()) else { continue };
+                if (s.constraints.len() > 1 && !has_all_keys(node, &s.constraints)) || !c.includes(pod, node) {
+                    continue;
                 }
+                *count += count_on(node, c, &pod.namespace);
             }
         }
         state.topology_spread_score = Some(s);
@@ -249,9 +293,9 @@ impl ScorePlugin for PodTopologySpread {
         for (i, c) in s.constraints.iter().enumerate() {
             let Some(v) = node.labels().get(&c.topology_key) else { continue };
             let count = if c.topology_key == HOSTNAME {
-                count_matching(&node.pods, &c.selector, &pod.namespace)
+                count_on(node, c, &pod.namespace)
             } else {
-                s.pair_counts.get(&(c.topology_key.clone(), v.clone())).copied().unwrap_or(0)
+                s.pair_counts[s.slot[i]].get(v.as_str()).copied().unwrap_or(0)
             };
             score += count as f64 * s.weights[i] + (c.max_skew - 1) as f64;
         }

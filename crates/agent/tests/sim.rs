@@ -79,8 +79,10 @@ async fn hundreds_of_nodes_run_thousands_of_pods_with_unique_addresses() {
     })
     .await;
     eprintln!("{NODES} nodes Ready after {:?}", started.elapsed());
-    let leases = list(&client, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases").await;
-    assert_eq!(leases.len(), NODES);
+    eventually("a Lease per node", Duration::from_secs(30), || async {
+        list(&client, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases").await.len() == NODES
+    })
+    .await;
 
     let started = Instant::now();
     let creates = (0..PODS).map(|i| {

@@ -292,28 +292,33 @@ impl Kubelet {
     fn upsert(&self, st: &mut State, view: PodView) -> Key {
         let key: Key = view.key().into();
         let node = self.shared.by_name[&view.node_name];
-        // Pods that already run here (the agent restarted) are counted before any
-        // new pod is admitted: the whole first list goes through here at once.
-        if view.is_terminal() {
-            st.usage[node].release(&view.uid);
-        } else if view.started {
-            st.usage[node].record(&view.uid, &view.requests, view.pod_ip.as_deref());
-        }
-        match st.pods.get_mut(&key) {
+        let current = match st.pods.get_mut(&key) {
             Some(e) if e.view.uid == view.uid => {
                 // A watch event may trail a copy a write returned: keep the newer.
-                if !matches!((view.revision(), e.view.revision()), (Some(new), Some(old)) if new < old) {
-                    e.view = Arc::new(view);
+                if matches!((view.revision(), e.view.revision()), (Some(new), Some(old)) if new < old) {
+                    return key;
                 }
+                e.view = Arc::new(view);
+                e.view.clone()
             }
             Some(e) => {
                 // Same name, new pod.
                 let old = std::mem::replace(e, Entry { view: Arc::new(view), node, runtime: None, deleted: false });
                 st.usage[old.node].release(&old.view.uid);
+                e.view.clone()
             }
             None => {
-                st.pods.insert(key.clone(), Entry { view: Arc::new(view), node, runtime: None, deleted: false });
+                let view = Arc::new(view);
+                st.pods.insert(key.clone(), Entry { view: view.clone(), node, runtime: None, deleted: false });
+                view
             }
+        };
+        // Pods that already run here (the agent restarted) are counted before any
+        // new pod is admitted: the whole first list goes through here at once.
+        if current.is_terminal() {
+            st.usage[node].release(&current.uid);
+        } else if current.started {
+            st.usage[node].record(&current.uid, &current.requests, current.pod_ip.as_deref());
         }
         key
     }

@@ -7,6 +7,8 @@
 //! - [`meta`]: small helpers over `metadata` of JSON objects.
 //! - [`selector`]: label and field selectors (parse once, match many).
 //! - [`validation`] and [`defaults`]: what the API server checks and fills in on writes.
+//! - [`cron`]: CronJob schedules, parsed once for validation and for the controller's
+//!   start times.
 //! - [`admission`]: what the built-in admission plugins decide (priority, limit
 //!   ranges, quota, the eviction budget check), over objects the server hands in.
 //! - [`pod_resources`]: a pod's summed requests and limits, and its QoS class.
@@ -24,6 +26,7 @@
 
 pub mod admission;
 pub mod convert;
+pub mod cron;
 pub mod defaults;
 pub mod meta;
 pub mod openapi;

@@ -5,64 +5,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::TestServer;
-
-/// A `skiff agent --runtime sim` child process. Killed (by PID) on drop.
-struct SimAgent {
-    child: Child,
-    _state: tempfile::TempDir,
-}
-
-impl SimAgent {
-    fn start(server: &TestServer, name: &str, extra: &[&str]) -> SimAgent {
-        let state = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["agent", "--server", &format!("https://{}", server.addr), "--token-file"])
-            .arg(server.data_dir().join("node-token"))
-            .arg("--data-dir")
-            .arg(state.path())
-            .args(["--runtime", "sim", "--node-name", name])
-            .args(extra)
-            .env("SKIFF_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting skiff agent");
-        SimAgent { child, _state: state }
-    }
-}
-
-impl Drop for SimAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{SimAgent, TestServer};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn server() -> TestServer {
     TestServer::start_with(tempfile::tempdir().unwrap(), &["--disable", "controllers"])
-}
-
-fn get(s: &TestServer, what: &[&str]) -> Option<Value> {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    args.extend(["-o", "json"]);
-    let out = s.kubectl(&args);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-fn wait_for_ready_nodes(s: &TestServer, n: usize) {
-    s.eventually(&format!("{n} Ready nodes"), WAIT, || {
-        let nodes = get(s, &["nodes"]).map(|l| l["items"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
-        nodes.len() == n
-            && nodes.iter().all(|node| node["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")))
-    });
 }
 
 /// A pod requesting `cpu`, with extra spec YAML (indented for `spec:`).
@@ -78,7 +29,7 @@ fn pod(name: &str, cpu: &str, labels: &[(&str, &str)], spec_extra: &str) -> Stri
 }
 
 fn node_of(s: &TestServer, name: &str) -> Option<String> {
-    get(s, &["pod", name])?.pointer("/spec/nodeName").and_then(Value::as_str).map(String::from)
+    s.get(&["pod", name])?.pointer("/spec/nodeName").and_then(Value::as_str).map(String::from)
 }
 
 fn wait_running(s: &TestServer, name: &str) -> String {
@@ -87,7 +38,7 @@ fn wait_running(s: &TestServer, name: &str) -> String {
 }
 
 fn scheduled_condition(s: &TestServer, name: &str) -> Option<(String, String, String)> {
-    let p = get(s, &["pod", name])?;
+    let p = s.get(&["pod", name])?;
     let c = p.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "PodScheduled")?.clone();
     let text = |k: &str| c[k].as_str().unwrap_or("").to_string();
     Some((text("status"), text("reason"), text("message")))
@@ -111,7 +62,7 @@ fn wait_unschedulable(s: &TestServer, name: &str, message: &str) {
 fn pods_are_placed_on_simulated_nodes_and_run() {
     let s = server();
     let _agent = SimAgent::start(&s, "sim", &["--nodes", "3", "--node-cpu", "2"]);
-    wait_for_ready_nodes(&s, 3);
+    s.wait_for_ready_nodes(3, WAIT);
     let mut docs = Vec::new();
     for i in 0..6 {
         docs.push(pod(&format!("web-{i}"), "500m", &[("app", "web")], ""));
@@ -134,11 +85,11 @@ fn pods_are_placed_on_simulated_nodes_and_run() {
 fn a_pod_too_big_for_every_node_stays_pending_until_a_bigger_node_joins() {
     let s = server();
     let _small = SimAgent::start(&s, "sim", &["--nodes", "3", "--node-cpu", "2"]);
-    wait_for_ready_nodes(&s, 3);
+    s.wait_for_ready_nodes(3, WAIT);
     s.ok_stdin(&["apply", "-f", "-"], &pod("big", "3", &[], ""));
     let message = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.";
     wait_unschedulable(&s, "big", message);
-    let p = get(&s, &["pod", "big"]).unwrap();
+    let p = s.get(&["pod", "big"]).unwrap();
     assert_eq!(p["status"]["phase"], "Pending");
     assert!(p.pointer("/spec/nodeName").is_none());
     let describe = s.ok(&["describe", "pod", "big"]);
@@ -156,7 +107,7 @@ fn node_selectors_affinity_and_taints_steer_pods() {
     let s = server();
     let _ssd = SimAgent::start(&s, "ssd", &["--nodes", "2", "--node-labels", "disk=ssd"]);
     let _gpu = SimAgent::start(&s, "gpu", &["--nodes", "1", "--node-taints", "dedicated=gpu:NoSchedule", "--extended-resources", "nvidia.com/gpu=2"]);
-    wait_for_ready_nodes(&s, 3);
+    s.wait_for_ready_nodes(3, WAIT);
 
     let toleration = "  tolerations:\n  - key: dedicated\n    operator: Equal\n    value: gpu\n    effect: NoSchedule\n";
     let affinity = "  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n        - matchExpressions:\n          - key: kubernetes.io/hostname\n            operator: In\n            values: [gpu]\n";
@@ -190,7 +141,7 @@ fn node_selectors_affinity_and_taints_steer_pods() {
     s.ok_stdin(&["apply", "-f", "-"], &[gpu_pod("g0"), gpu_pod("g1"), gpu_pod("g2")].join("---\n"));
     let mut running = 0;
     s.eventually("two GPU pods to run", WAIT, || {
-        running = (0..3).filter(|i| get(&s, &["pod", &format!("g{i}")]).is_some_and(|p| p["status"]["phase"] == "Running")).count();
+        running = (0..3).filter(|i| s.get(&["pod", &format!("g{i}")]).is_some_and(|p| p["status"]["phase"] == "Running")).count();
         running == 2
     });
     let pending = (0..3).map(|i| format!("g{i}")).find(|n| node_of(&s, n).is_none()).expect("one GPU pod waits");
@@ -205,11 +156,11 @@ fn node_selectors_affinity_and_taints_steer_pods() {
 fn topology_spread_puts_two_pods_in_each_of_three_zones() {
     let s = server();
     let _agent = SimAgent::start(&s, "zoned", &["--nodes", "6", "--zones", "a,b,c"]);
-    wait_for_ready_nodes(&s, 6);
+    s.wait_for_ready_nodes(6, WAIT);
     let spread = "  topologySpreadConstraints:\n  - maxSkew: 1\n    topologyKey: topology.kubernetes.io/zone\n    whenUnsatisfiable: DoNotSchedule\n    labelSelector:\n      matchLabels:\n        app: spread\n";
     let docs: Vec<String> = (0..6).map(|i| pod(&format!("s-{i}"), "100m", &[("app", "spread")], spread)).collect();
     s.ok_stdin(&["apply", "-f", "-"], &docs.join("---\n"));
-    let zone_of = |node: &str| get(&s, &["node", node]).unwrap()["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str().unwrap().to_string();
+    let zone_of = |node: &str| s.get(&["node", node]).unwrap()["metadata"]["labels"]["topology.kubernetes.io/zone"].as_str().unwrap().to_string();
     let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..6 {
         let node = wait_running(&s, &format!("s-{i}"));
@@ -222,7 +173,7 @@ fn topology_spread_puts_two_pods_in_each_of_three_zones() {
 fn a_high_priority_pod_preempts_a_low_priority_one_when_the_cluster_is_full() {
     let s = server();
     let _agent = SimAgent::start(&s, "sim", &["--nodes", "1", "--node-cpu", "2"]);
-    wait_for_ready_nodes(&s, 1);
+    s.wait_for_ready_nodes(1, WAIT);
     let classes = "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: low\nvalue: 100\n---\n\
                    apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: high\nvalue: 100000\n";
     s.ok_stdin(&["apply", "-f", "-"], classes);
@@ -233,10 +184,10 @@ fn a_high_priority_pod_preempts_a_low_priority_one_when_the_cluster_is_full() {
     wait_unschedulable(&s, "peer", "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.");
 
     s.ok_stdin(&["apply", "-f", "-"], &pod("high", "1500m", &[], "  priorityClassName: high\n  priority: 100000\n"));
-    let uid = get(&s, &["pod", "high"]).unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
-    assert_eq!(get(&s, &["pod", "high"]).unwrap()["spec"]["priority"], 100000);
+    let uid = s.get(&["pod", "high"]).unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_eq!(s.get(&["pod", "high"]).unwrap()["spec"]["priority"], 100000);
     assert_eq!(wait_running(&s, "high"), "sim");
-    s.eventually("the victim to be gone", WAIT, || get(&s, &["pod", "low"]).is_none());
+    s.eventually("the victim to be gone", WAIT, || s.get(&["pod", "low"]).is_none());
     let preempted = s.ok(&["get", "events", "--field-selector", "involvedObject.name=low,reason=Preempted", "-o", "jsonpath={.items[*].message}"]);
     assert_eq!(preempted.trim(), format!("Preempted by pod {uid} on node sim"));
     // The lower-priority peer still waits: the room went to the preemptor.

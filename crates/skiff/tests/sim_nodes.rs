@@ -3,49 +3,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::TestServer;
-
-/// A `skiff agent --runtime sim` child process. Killed (by PID) on drop.
-struct SimAgent {
-    child: Child,
-    _state: tempfile::TempDir,
-}
-
-impl SimAgent {
-    fn start(server: &TestServer, extra: &[&str]) -> SimAgent {
-        let state = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["agent", "--server", &format!("https://{}", server.addr), "--token-file"])
-            .arg(server.data_dir().join("node-token"))
-            .arg("--data-dir")
-            .arg(state.path())
-            .args(["--runtime", "sim", "--node-name", "sim"])
-            .args(extra)
-            .env("SKIFF_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting skiff agent");
-        SimAgent { child, _state: state }
-    }
-
-    /// SIGKILL by PID, as a crash would.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for SimAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{SimAgent, TestServer};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -66,14 +27,6 @@ fn pod(name: &str, node: &str, restart: &str, annotations: &[(&str, &str)]) -> S
     )
 }
 
-fn get(s: &TestServer, what: &[&str]) -> Option<Value> {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    args.extend(["-o", "json"]);
-    let out = s.kubectl(&args);
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
 fn condition(pod: &Value, t: &str) -> Option<String> {
     pod.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == t).map(|c| c["status"].as_str().unwrap_or("").to_string())
 }
@@ -82,21 +35,11 @@ fn phase(pod: &Value) -> &str {
     pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")
 }
 
-/// Waits for the agent's nodes to be Ready.
-fn wait_for_nodes(s: &TestServer, n: usize) -> Vec<Value> {
-    let mut nodes = Vec::new();
-    s.eventually(&format!("{n} Ready nodes"), WAIT, || {
-        nodes = get(s, &["nodes"]).map(|l| l["items"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
-        nodes.len() == n && nodes.iter().all(|node| node["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-    });
-    nodes
-}
-
 #[test]
 fn nodes_register_ready_with_zones_taints_and_renewed_leases() {
     let s = server();
-    let _agent = SimAgent::start(&s, &["--nodes", "3", "--zones", "a,b,c", "--node-taints", "dedicated=x:NoSchedule", "--heartbeat", "1s"]);
-    let nodes = wait_for_nodes(&s, 3);
+    let _agent = SimAgent::start(&s, "sim", &["--nodes", "3", "--zones", "a,b,c", "--node-taints", "dedicated=x:NoSchedule", "--heartbeat", "1s"]);
+    let nodes = s.wait_for_ready_nodes(3, WAIT);
 
     let table = s.ok(&["get", "nodes"]);
     for name in ["sim-0", "sim-1", "sim-2"] {
@@ -125,7 +68,7 @@ fn nodes_register_ready_with_zones_taints_and_renewed_leases() {
         assert!(described.contains(want), "{want:?} missing from:\n{described}");
     }
 
-    let lease = |name: &str| get(&s, &["lease", "-n", "kube-node-lease", name]);
+    let lease = |name: &str| s.get(&["lease", "-n", "kube-node-lease", name]);
     s.eventually("a Lease per node", WAIT, || ["sim-0", "sim-1", "sim-2"].iter().all(|n| lease(n).is_some()));
     let first = lease("sim-1").unwrap();
     assert_eq!(first["spec"]["holderIdentity"], "sim-1");
@@ -138,15 +81,15 @@ fn nodes_register_ready_with_zones_taints_and_renewed_leases() {
 #[test]
 fn bound_pods_run_get_ready_finish_and_are_deleted() {
     let s = server();
-    let _agent = SimAgent::start(&s, &["--nodes", "2"]);
-    wait_for_nodes(&s, 2);
+    let _agent = SimAgent::start(&s, "sim", &["--nodes", "2"]);
+    s.wait_for_ready_nodes(2, WAIT);
 
     // A plain pod: Running and Ready with an address from the node's pod CIDR.
     s.ok_stdin(&["apply", "-f", "-"], &pod("web", "sim-0", "Always", &[]));
     s.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
-    let web = get(&s, &["pod", "web"]).unwrap();
+    let web = s.get(&["pod", "web"]).unwrap();
     assert_eq!(phase(&web), "Running");
-    let cidr = get(&s, &["node", "sim-0"]).unwrap()["spec"]["podCIDR"].as_str().unwrap().to_string();
+    let cidr = s.get(&["node", "sim-0"]).unwrap()["spec"]["podCIDR"].as_str().unwrap().to_string();
     let ip = web["status"]["podIP"].as_str().expect("a pod IP");
     assert!(ip.starts_with(cidr.trim_end_matches("0/24")), "{ip} in {cidr}");
     assert_eq!(web["status"]["podIPs"][0]["ip"], ip);
@@ -165,18 +108,18 @@ fn bound_pods_run_get_ready_finish_and_are_deleted() {
     // Every pod gets its own address.
     s.ok_stdin(&["apply", "-f", "-"], &pod("web2", "sim-0", "Always", &[]));
     s.ok(&["wait", "--for=condition=Ready", "pod/web2", "--timeout=30s"]);
-    assert_ne!(get(&s, &["pod", "web2"]).unwrap()["status"]["podIP"], ip);
+    assert_ne!(s.get(&["pod", "web2"]).unwrap()["status"]["podIP"], ip);
 
     // Readiness held back by the annotation: Running but not Ready at first.
     s.ok_stdin(&["apply", "-f", "-"], &pod("slow", "sim-1", "Always", &[("sim.skiff.io/ready-after", "4s")]));
     let mut seen_unready = false;
     s.eventually("the slow pod to run", WAIT, || {
-        let p = get(&s, &["pod", "slow"]).unwrap();
+        let p = s.get(&["pod", "slow"]).unwrap();
         seen_unready = phase(&p) == "Running" && condition(&p, "Ready").as_deref() == Some("False");
         phase(&p) == "Running"
     });
     assert!(seen_unready, "Running but not Ready first");
-    let slow = get(&s, &["pod", "slow"]).unwrap();
+    let slow = s.get(&["pod", "slow"]).unwrap();
     assert_eq!(slow["status"]["containerStatuses"][0]["ready"], false);
     s.ok(&["wait", "--for=condition=Ready", "pod/slow", "--timeout=30s"]);
 
@@ -185,10 +128,10 @@ fn bound_pods_run_get_ready_finish_and_are_deleted() {
     s.ok_stdin(&["apply", "-f", "-"], &pod("broken", "sim-1", "Never", &[("sim.skiff.io/exit-code", "1")]));
     s.ok(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/done", "--timeout=30s"]);
     s.ok(&["wait", "--for=jsonpath={.status.phase}=Failed", "pod/broken", "--timeout=30s"]);
-    let done = get(&s, &["pod", "done"]).unwrap();
+    let done = s.get(&["pod", "done"]).unwrap();
     let term = &done["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!((term["exitCode"].as_i64(), term["reason"].as_str()), (Some(0), Some("Completed")));
-    let broken = get(&s, &["pod", "broken"]).unwrap();
+    let broken = s.get(&["pod", "broken"]).unwrap();
     let term = &broken["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!((term["exitCode"].as_i64(), term["reason"].as_str()), (Some(1), Some("Error")));
     assert_eq!(broken["status"]["containerStatuses"][0]["restartCount"], 0);
@@ -198,7 +141,7 @@ fn bound_pods_run_get_ready_finish_and_are_deleted() {
     let late = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: late\nspec:\n  containers:\n  - name: app\n    image: nginx\n";
     s.ok_stdin(&["apply", "-f", "-"], late);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(phase(&get(&s, &["pod", "late"]).unwrap()), "Pending", "no node, no agent");
+    assert_eq!(phase(&s.get(&["pod", "late"]).unwrap()), "Pending", "no node, no agent");
     let binding = r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"late"},"target":{"apiVersion":"v1","kind":"Node","name":"sim-1"}}"#;
     s.ok_stdin(&["create", "--raw", "/api/v1/namespaces/default/pods/late/binding", "-f", "-"], binding);
     s.ok(&["wait", "--for=condition=Ready", "pod/late", "--timeout=30s"]);
@@ -207,28 +150,28 @@ fn bound_pods_run_get_ready_finish_and_are_deleted() {
     let started = std::time::Instant::now();
     s.ok(&["delete", "pod", "web", "--wait=true", "--timeout=20s"]);
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert!(get(&s, &["pod", "web"]).is_none());
+    assert!(s.get(&["pod", "web"]).is_none());
 }
 
 #[test]
 fn failing_containers_restart_with_back_off() {
     let s = server();
-    let _agent = SimAgent::start(&s, &[]);
-    wait_for_nodes(&s, 1);
+    let _agent = SimAgent::start(&s, "sim", &[]);
+    s.wait_for_ready_nodes(1, WAIT);
     s.ok_stdin(&["apply", "-f", "-"], &pod("crashy", "sim", "Always", &[("sim.skiff.io/exit-code", "2"), ("sim.skiff.io/run-for", "500ms")]));
     s.ok_stdin(&["apply", "-f", "-"], &pod("retry", "sim", "OnFailure", &[("sim.skiff.io/exit-code", "1"), ("sim.skiff.io/run-for", "500ms")]));
     for name in ["crashy", "retry"] {
         s.eventually(&format!("{name} to restart twice"), WAIT, || {
-            let p = get(&s, &["pod", name]).unwrap();
+            let p = s.get(&["pod", name]).unwrap();
             p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 2
         });
-        let p = get(&s, &["pod", name]).unwrap();
+        let p = s.get(&["pod", name]).unwrap();
         assert_eq!(phase(&p), "Running", "{name} keeps restarting");
         let c = &p["status"]["containerStatuses"][0];
         assert!(c["lastState"]["terminated"]["exitCode"].as_i64().unwrap() > 0, "{c}");
     }
     s.eventually("a CrashLoopBackOff wait", WAIT, || {
-        let p = get(&s, &["pod", "crashy"]).unwrap();
+        let p = s.get(&["pod", "crashy"]).unwrap();
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     });
 }
@@ -236,13 +179,13 @@ fn failing_containers_restart_with_back_off() {
 #[test]
 fn pods_that_do_not_fit_the_node_are_rejected() {
     let s = server();
-    let _agent = SimAgent::start(&s, &["--node-cpu", "1"]);
-    wait_for_nodes(&s, 1);
+    let _agent = SimAgent::start(&s, "sim", &["--node-cpu", "1"]);
+    s.wait_for_ready_nodes(1, WAIT);
     let big = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  nodeName: sim\n  containers:\n  - name: app\n    image: nginx\n    \
                resources:\n      requests:\n        cpu: \"2\"\n";
     s.ok_stdin(&["apply", "-f", "-"], big);
     s.ok(&["wait", "--for=jsonpath={.status.phase}=Failed", "pod/big", "--timeout=30s"]);
-    let p = get(&s, &["pod", "big"]).unwrap();
+    let p = s.get(&["pod", "big"]).unwrap();
     assert_eq!(p["status"]["reason"], "OutOfcpu");
     assert_eq!(p["status"]["message"], "Pod was rejected: Node didn't have enough resource: cpu, requested: 2000, used: 0, capacity: 1000");
 }
@@ -250,29 +193,29 @@ fn pods_that_do_not_fit_the_node_are_rejected() {
 #[test]
 fn an_agent_restart_keeps_running_pods_running_and_re_registers_deleted_nodes() {
     let s = server();
-    let agent = SimAgent::start(&s, &["--nodes", "2", "--heartbeat", "1s"]);
-    wait_for_nodes(&s, 2);
+    let mut agent = SimAgent::start(&s, "sim", &["--nodes", "2", "--heartbeat", "1s"]);
+    s.wait_for_ready_nodes(2, WAIT);
     s.ok_stdin(&["apply", "-f", "-"], &pod("keep", "sim-0", "Always", &[("sim.skiff.io/ready-after", "1s")]));
     s.ok(&["wait", "--for=condition=Ready", "pod/keep", "--timeout=30s"]);
-    let before = get(&s, &["pod", "keep"]).unwrap();
+    let before = s.get(&["pod", "keep"]).unwrap();
 
     agent.kill();
-    let agent = SimAgent::start(&s, &["--nodes", "2", "--heartbeat", "1s"]);
+    let agent = SimAgent::start(&s, "sim", &["--nodes", "2", "--heartbeat", "1s"]);
     // Proof the new agent is at work: it runs a new pod.
     s.ok_stdin(&["apply", "-f", "-"], &pod("fresh", "sim-0", "Always", &[]));
     s.ok(&["wait", "--for=condition=Ready", "pod/fresh", "--timeout=30s"]);
-    let after = get(&s, &["pod", "keep"]).unwrap();
+    let after = s.get(&["pod", "keep"]).unwrap();
     assert_eq!(phase(&after), "Running");
     assert_eq!(condition(&after, "Ready").as_deref(), Some("True"));
     for field in ["podIP", "startTime", "containerStatuses"] {
         assert_eq!(after["status"][field], before["status"][field], "{field} survives the restart");
     }
-    assert_ne!(get(&s, &["pod", "fresh"]).unwrap()["status"]["podIP"], before["status"]["podIP"], "the adopted address stays taken");
+    assert_ne!(s.get(&["pod", "fresh"]).unwrap()["status"]["podIP"], before["status"]["podIP"], "the adopted address stays taken");
 
     // A Node deleted under a running agent comes back, as a kubelet registers again.
-    let uid = get(&s, &["node", "sim-1"]).unwrap()["metadata"]["uid"].clone();
+    let uid = s.get(&["node", "sim-1"]).unwrap()["metadata"]["uid"].clone();
     s.ok(&["delete", "node", "sim-1"]);
-    s.eventually("sim-1 to be registered again", WAIT, || get(&s, &["node", "sim-1"]).is_some_and(|n| n["metadata"]["uid"] != uid));
-    wait_for_nodes(&s, 2);
+    s.eventually("sim-1 to be registered again", WAIT, || s.get(&["node", "sim-1"]).is_some_and(|n| n["metadata"]["uid"] != uid));
+    s.wait_for_ready_nodes(2, WAIT);
     drop(agent);
 }

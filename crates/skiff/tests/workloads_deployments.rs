@@ -5,139 +5,21 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::TestServer;
+use support::{PodEvent, PodWatch, SimAgent, TestServer};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 // === helpers ===
 
-/// A `skiff agent --runtime sim` process next to a test server. Killed on drop.
-struct Agent {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(server: &TestServer, nodes: usize) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["agent", "--runtime", "sim", "--server", &format!("https://{}", server.addr), "--token-file"])
-            .arg(server.data_dir().join("node-token"))
-            .args(["--node-name", "sim", "--nodes", &nodes.to_string(), "--zones", "a,b,c", "--heartbeat", "2s", "--data-dir"])
-            .arg(dir.path())
-            .env("SKIFF_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting skiff agent");
-        Agent { child, _dir: dir }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A server with three simulated nodes, ready for pods.
-fn cluster() -> (TestServer, Agent) {
+fn cluster() -> (TestServer, SimAgent) {
     let s = TestServer::start();
-    let agent = Agent::start(&s, 3);
-    s.eventually("3 ready nodes", WAIT, || {
-        items(&s, &["get", "nodes"])
-            .iter()
-            .filter(|n| n["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")))
-            .count()
-            == 3
-    });
+    let agent = SimAgent::start(&s, "sim", &["--nodes", "3", "--zones", "a,b,c", "--heartbeat", "2s"]);
+    s.wait_for_ready_nodes(3, WAIT);
     (s, agent)
-}
-
-/// One pod as a watch event showed it.
-#[derive(Debug, Clone)]
-struct PodEvent {
-    kind: String,
-    uid: String,
-    ready: bool,
-    deleting: bool,
-    image: String,
-    owner: String,
-}
-
-/// `kubectl get pods -w --output-watch-events -o json` in the background: its
-/// events come in the order of the writes in the datastore.
-struct PodWatch {
-    child: Child,
-    events: Arc<Mutex<Vec<PodEvent>>>,
-}
-
-impl PodWatch {
-    fn start(server: &TestServer, selector: &str) -> PodWatch {
-        let mut child = Command::new("kubectl")
-            .args(["get", "pods", "-l", selector, "-w", "--output-watch-events", "-o", "json"])
-            .env("KUBECONFIG", server.kubeconfig())
-            .env("HOME", server.data_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl watch");
-        let stdout = child.stdout.take().unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&events);
-        std::thread::spawn(move || {
-            let reader: Box<dyn Read + Send> = Box::new(BufReader::new(stdout));
-            for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
-                let Ok(value) = value else { break };
-                let obj = &value["object"];
-                let ready = obj["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-                let owner = obj["metadata"]["ownerReferences"]
-                    .as_array()
-                    .and_then(|rs| rs.iter().find(|r| r["controller"] == true))
-                    .and_then(|r| r["name"].as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                sink.lock().unwrap().push(PodEvent {
-                    kind: value["type"].as_str().unwrap_or_default().to_string(),
-                    uid: obj["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
-                    ready,
-                    deleting: !obj["metadata"]["deletionTimestamp"].is_null(),
-                    image: obj["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string(),
-                    owner,
-                });
-            }
-        });
-        PodWatch { child, events }
-    }
-
-    fn events(&self) -> Vec<PodEvent> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-impl Drop for PodWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn items(s: &TestServer, args: &[&str]) -> Vec<Value> {
-    s.json(args)["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn event_messages(s: &TestServer, object: &str) -> Vec<String> {
-    items(s, &["get", "events", "--field-selector", &format!("involvedObject.name={object}")])
-        .iter()
-        .map(|e| format!("{} {}", e["reason"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()))
-        .collect()
 }
 
 fn deployment(name: &str, replicas: u32, image: &str, ready_after: &str, surge: &str, unavailable: &str) -> String {
@@ -176,7 +58,7 @@ spec:
 
 /// Pods of a selector that are not being deleted.
 fn live_pods(s: &TestServer, selector: &str) -> Vec<Value> {
-    items(s, &["get", "pods", "-l", selector]).into_iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect()
+    s.items(&["get", "pods", "-l", selector]).into_iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect()
 }
 
 fn rollout_status(s: &TestServer, name: &str) -> String {
@@ -185,7 +67,7 @@ fn rollout_status(s: &TestServer, name: &str) -> String {
 
 /// The ReplicaSets of a deployment as (revision, image, spec.replicas).
 fn replica_sets(s: &TestServer, app: &str) -> Vec<(u64, String, u64)> {
-    let mut out: Vec<(u64, String, u64)> = items(s, &["get", "rs", "-l", &format!("app={app}")])
+    let mut out: Vec<(u64, String, u64)> = s.items(&["get", "rs", "-l", &format!("app={app}")])
         .iter()
         .map(|rs| {
             (
@@ -263,7 +145,7 @@ fn rolling_update_never_exceeds_max_surge_nor_drops_below_max_unavailable() {
     // The old ReplicaSet stays, scaled to zero; the new one has the hash label.
     let rss = replica_sets(&s, "web");
     assert_eq!(rss, vec![(1, "nginx:1".to_string(), 0), (2, "nginx:2".to_string(), 10)]);
-    let new_rs = items(&s, &["get", "rs", "-l", "app=web"]).into_iter().find(|rs| rs["spec"]["replicas"] == 10).unwrap();
+    let new_rs = s.items(&["get", "rs", "-l", "app=web"]).into_iter().find(|rs| rs["spec"]["replicas"] == 10).unwrap();
     let hash = new_rs["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_string();
     assert_eq!(new_rs["metadata"]["name"], format!("web-{hash}"));
     assert_eq!(new_rs["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash.as_str());
@@ -276,7 +158,7 @@ fn rolling_update_never_exceeds_max_surge_nor_drops_below_max_unavailable() {
     assert!(describe.contains("ScalingReplicaSet"), "{describe}");
     assert!(describe.contains(&format!("Scaled up replica set web-{hash} from 0 to 2")), "{describe}");
     assert!(describe.contains("Scaled down replica set web-"), "{describe}");
-    let rs_events = event_messages(&s, &format!("web-{hash}"));
+    let rs_events = s.event_messages(&format!("web-{hash}"));
     assert!(rs_events.iter().any(|m| m.starts_with(&format!("SuccessfulCreate Created pod: web-{hash}-"))), "{rs_events:?}");
 
     // History, then undo to the previous template: revision 1 comes back as 3.
@@ -294,7 +176,7 @@ fn rolling_update_never_exceeds_max_surge_nor_drops_below_max_unavailable() {
     let history = s.ok(&["rollout", "history", "deployment/web"]);
     let revisions: Vec<&str> = history.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.chars().all(|c| c.is_ascii_digit())).collect();
     assert_eq!(revisions, ["2", "3"], "{history}");
-    let back = items(&s, &["get", "rs", "-l", "app=web"]).into_iter().find(|rs| rs["spec"]["replicas"] == 10).unwrap();
+    let back = s.items(&["get", "rs", "-l", "app=web"]).into_iter().find(|rs| rs["spec"]["replicas"] == 10).unwrap();
     assert_eq!(back["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"], "1");
     let detail = s.ok(&["rollout", "history", "deployment/web", "--revision=3"]);
     assert!(detail.contains("nginx:1"), "{detail}");
@@ -333,7 +215,7 @@ fn paused_deployments_wait_and_scaling_mid_rollout_is_proportional() {
     s.eventually("two ReplicaSets with replicas", WAIT, || replica_sets(&s, "api").iter().filter(|r| r.2 > 0).count() == 2);
     s.ok(&["scale", "deployment/api", "--replicas=12"]);
     s.eventually("the active ReplicaSets are scaled for 12 replicas", WAIT, || {
-        items(&s, &["get", "rs", "-l", "app=api"])
+        s.items(&["get", "rs", "-l", "app=api"])
             .iter()
             .filter(|rs| rs["spec"]["replicas"].as_u64().unwrap_or(0) > 0)
             .all(|rs| rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] == "12")
@@ -397,7 +279,7 @@ spec:
     s.eventually("the quota has status", WAIT, || s.json(&["get", "quota", "small", "-n", "tight"])["status"]["used"]["pods"] == "0");
     s.ok_stdin(&["apply", "-n", "tight", "-f", "-"], &deployment("big", 3, "nginx:1", "100ms", "1", "0"));
     s.eventually("a ReplicaFailure condition", WAIT, || {
-        let rs = items(&s, &["get", "rs", "-n", "tight", "-l", "app=big"]);
+        let rs = s.items(&["get", "rs", "-n", "tight", "-l", "app=big"]);
         rs.first().is_some_and(|rs| {
             rs["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "ReplicaFailure" && c["status"] == "True" && c["reason"] == "FailedCreate"))
         })
@@ -406,9 +288,9 @@ spec:
         let d = s.json(&["get", "deploy", "big", "-n", "tight"]);
         d["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "ReplicaFailure" && c["reason"] == "FailedCreate"))
     });
-    assert_eq!(items(&s, &["get", "pods", "-n", "tight"]).len(), 1);
-    let rs_name = items(&s, &["get", "rs", "-n", "tight", "-l", "app=big"])[0]["metadata"]["name"].as_str().unwrap().to_string();
-    let events: Vec<String> = items(&s, &["get", "events", "-n", "tight", "--field-selector", &format!("involvedObject.name={rs_name}")])
+    assert_eq!(s.items(&["get", "pods", "-n", "tight"]).len(), 1);
+    let rs_name = s.items(&["get", "rs", "-n", "tight", "-l", "app=big"])[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let events: Vec<String> = s.items(&["get", "events", "-n", "tight", "--field-selector", &format!("involvedObject.name={rs_name}")])
         .iter()
         .map(|e| format!("{} {}", e["reason"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()))
         .collect();
@@ -501,12 +383,12 @@ spec:
     assert_eq!((owner["kind"].as_str(), owner["name"].as_str(), owner["controller"].as_bool()), (Some("ReplicaSet"), Some("cache"), Some(true)));
     assert_eq!(owner["uid"], rs["metadata"]["uid"]);
     assert_eq!(live_pods(&s, "app=cache").len(), 3, "the orphan counts as one of three");
-    let created = event_messages(&s, "cache").into_iter().filter(|m| m.starts_with("SuccessfulCreate Created pod: cache-")).count();
+    let created = s.event_messages("cache").into_iter().filter(|m| m.starts_with("SuccessfulCreate Created pod: cache-")).count();
     assert_eq!(created, 2);
 
     s.ok(&["scale", "rs/cache", "--replicas=1"]);
     s.eventually("one pod left", WAIT, || live_pods(&s, "app=cache").len() == 1);
-    let deleted: Vec<String> = event_messages(&s, "cache").into_iter().filter(|m| m.starts_with("SuccessfulDelete Deleted pod: ")).collect();
+    let deleted: Vec<String> = s.event_messages("cache").into_iter().filter(|m| m.starts_with("SuccessfulDelete Deleted pod: ")).collect();
     assert_eq!(deleted.len(), 2, "{deleted:?}");
 
     // A pod relabelled out of the selector is released and replaced.
@@ -569,10 +451,10 @@ spec:
     assert!(addr["nodeName"].as_str().is_some_and(|n| n.starts_with("sim-")), "{addr}");
 
     s.eventually("an EndpointSlice with the 3 pods", WAIT, || {
-        let slices = items(&s, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
+        let slices = s.items(&["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
         slices.len() == 1 && slices[0]["endpoints"].as_array().map(Vec::len) == Some(3)
     });
-    let slice = items(&s, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]).remove(0);
+    let slice = s.items(&["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]).remove(0);
     assert_eq!(slice["addressType"], "IPv4");
     assert_eq!(slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
     assert!(slice["metadata"]["name"].as_str().unwrap().starts_with("shop-"));
@@ -597,7 +479,7 @@ spec:
             && ep["subsets"][0]["notReadyAddresses"].is_null()
     });
     s.eventually("the slice keeps its name with one ready endpoint", WAIT, || {
-        let slices = items(&s, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
+        let slices = s.items(&["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
         slices.len() == 1
             && slices[0]["metadata"]["name"] == slice_name.as_str()
             && slices[0]["endpoints"].as_array().is_some_and(|e| e.iter().filter(|e| e["conditions"]["ready"] == true).count() == 1)
@@ -608,7 +490,7 @@ spec:
 
     // A Service without a selector is left alone; the API server's own is untouched.
     assert!(!s.kubectl(&["get", "endpoints", "manual"]).status.success());
-    assert!(items(&s, &["get", "endpointslices", "-l", "kubernetes.io/service-name=manual"]).is_empty());
+    assert!(s.items(&["get", "endpointslices", "-l", "kubernetes.io/service-name=manual"]).is_empty());
     let kubernetes = s.json(&["get", "endpoints", "kubernetes", "-n", "default"]);
     assert!(kubernetes["subsets"][0]["addresses"][0]["ip"].is_string(), "{kubernetes}");
 

@@ -9,52 +9,20 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::BufReader;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::TestServer;
+use support::{condition, is_ready, PodEvent, PodWatch, SimAgent, TestServer};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 // === helpers ===
 
-/// A `skiff agent --runtime sim` process next to a test server. Killed (by PID)
-/// on drop.
-struct Agent {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(server: &TestServer, name: &str, nodes: usize) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["agent", "--runtime", "sim", "--server", &format!("https://{}", server.addr), "--token-file"])
-            .arg(server.data_dir().join("node-token"))
-            .args(["--node-name", name, "--nodes", &nodes.to_string(), "--heartbeat", "1s", "--data-dir"])
-            .arg(dir.path())
-            .env("SKIFF_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting skiff agent");
-        Agent { child, _dir: dir }
-    }
-
-    /// SIGKILL by PID: the node stops heartbeating, as a crashed machine would.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A `skiff agent --runtime sim` with `nodes` nodes named after `name`,
+/// heartbeating every second.
+fn agent(s: &TestServer, name: &str, nodes: usize) -> SimAgent {
+    SimAgent::start(s, name, &["--nodes", &nodes.to_string(), "--heartbeat", "1s"])
 }
 
 /// A server whose node lifecycle controller notices a silent node after 6 s
@@ -69,36 +37,12 @@ fn server() -> TestServer {
     TestServer::start()
 }
 
-fn items(s: &TestServer, args: &[&str]) -> Vec<Value> {
-    s.json(args)["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn is_ready(node: &Value) -> bool {
-    node["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
-
-fn wait_ready_nodes(s: &TestServer, n: usize) {
-    s.eventually(&format!("{n} ready nodes"), WAIT, || items(s, &["get", "nodes"]).iter().filter(|n| is_ready(n)).count() == n);
-}
-
 /// A server with `nodes` simulated nodes in one agent, all ready.
-fn cluster(nodes: usize) -> (TestServer, Agent) {
+fn cluster(nodes: usize) -> (TestServer, SimAgent) {
     let s = server();
-    let agent = Agent::start(&s, "sim", nodes);
-    wait_ready_nodes(&s, nodes);
+    let agent = agent(&s, "sim", nodes);
+    s.wait_for_ready_nodes(nodes, WAIT);
     (s, agent)
-}
-
-/// `reason message` of every event about `name`.
-fn events(s: &TestServer, name: &str) -> Vec<String> {
-    items(s, &["get", "events", "--field-selector", &format!("involvedObject.name={name}")])
-        .iter()
-        .map(|e| format!("{} {}", e["reason"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()))
-        .collect()
-}
-
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
 }
 
 fn taints(s: &TestServer, node: &str) -> Vec<String> {
@@ -126,57 +70,20 @@ fn unix_seconds(rfc3339: &str) -> i64 {
     days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
 }
 
-/// `kubectl get pods -w --output-watch-events -o json` in the background,
-/// tracking which pods are active (neither finished nor being deleted) after
-/// each event, in the order of the writes.
-struct ActiveWatch {
-    child: Child,
-    max_active: Arc<Mutex<(usize, Vec<String>)>>,
-}
-
-impl ActiveWatch {
-    fn start(s: &TestServer, selector: &str) -> ActiveWatch {
-        let mut child = Command::new("kubectl")
-            .args(["get", "pods", "-l", selector, "-w", "--output-watch-events", "-o", "json"])
-            .env("KUBECONFIG", s.kubeconfig())
-            .env("HOME", s.data_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl watch");
-        let stdout = child.stdout.take().unwrap();
-        let max_active = Arc::new(Mutex::new((0usize, Vec::new())));
-        let shared = max_active.clone();
-        std::thread::spawn(move || {
-            let mut active: HashMap<String, bool> = HashMap::new();
-            for ev in serde_json::Deserializer::from_reader(BufReader::new(stdout)).into_iter::<Value>() {
-                let Ok(ev) = ev else { break };
-                let pod = &ev["object"];
-                let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-                let is_active = ev["type"] != "DELETED" && phase != "Succeeded" && phase != "Failed" && pod["metadata"]["deletionTimestamp"].is_null();
-                active.insert(name, is_active);
-                let now: Vec<String> = active.iter().filter(|(_, a)| **a).map(|(n, _)| n.clone()).collect();
-                let mut max = shared.lock().unwrap();
-                if now.len() > max.0 {
-                    *max = (now.len(), now);
-                }
-            }
-        });
-        ActiveWatch { child, max_active }
+/// The most pods active at once (neither finished nor being deleted) after
+/// any one of the watch `events`, and which they were.
+fn max_active(events: &[PodEvent]) -> (usize, Vec<String>) {
+    let mut active: HashMap<String, bool> = HashMap::new();
+    let mut max = (0usize, Vec::new());
+    for e in events {
+        let is_active = e.kind != "DELETED" && e.phase != "Succeeded" && e.phase != "Failed" && !e.deleting;
+        active.insert(e.name.clone(), is_active);
+        let now: Vec<String> = active.iter().filter(|(_, a)| **a).map(|(n, _)| n.clone()).collect();
+        if now.len() > max.0 {
+            max = (now.len(), now);
+        }
     }
-
-    /// The most pods active at once, and which they were.
-    fn max(&self) -> (usize, Vec<String>) {
-        self.max_active.lock().unwrap().clone()
-    }
-}
-
-impl Drop for ActiveWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    max
 }
 
 // === jobs ===
@@ -203,7 +110,7 @@ spec:
 #[test]
 fn a_job_runs_its_completions_never_more_than_parallelism_at_once() {
     let (s, _agent) = cluster(3);
-    let watch = ActiveWatch::start(&s, "batch.kubernetes.io/job-name=pi");
+    let watch = PodWatch::start(&s, "batch.kubernetes.io/job-name=pi");
     // Let the watch start before the first pod exists.
     std::thread::sleep(Duration::from_millis(500));
     s.ok_stdin(&["apply", "-f", "-"], JOB);
@@ -227,7 +134,7 @@ fn a_job_runs_its_completions_never_more_than_parallelism_at_once() {
     // The selector and the pods' labels are generated from the Job's uid.
     let uid = job["metadata"]["uid"].as_str().unwrap();
     assert_eq!(job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid);
-    let pods = items(&s, &["get", "pods", "-l", &format!("controller-uid={uid}")]);
+    let pods = s.items(&["get", "pods", "-l", &format!("controller-uid={uid}")]);
     assert_eq!(pods.len(), 5, "one pod per completion, none failed");
     for p in &pods {
         let labels = &p["metadata"]["labels"];
@@ -241,10 +148,10 @@ fn a_job_runs_its_completions_never_more_than_parallelism_at_once() {
         assert!(p["metadata"]["name"].as_str().unwrap().starts_with("pi-"));
     }
 
-    let (max, at_once) = watch.max();
+    let (max, at_once) = max_active(&watch.events());
     assert!(max >= 1 && max <= 2, "at most parallelism pods at once, saw {max}: {at_once:?}");
 
-    let evs = events(&s, "pi");
+    let evs = s.event_messages("pi");
     assert_eq!(evs.iter().filter(|e| e.starts_with("SuccessfulCreate Created pod: pi-")).count(), 5, "{evs:?}");
     assert!(evs.iter().any(|e| e == "Completed Job completed"), "{evs:?}");
     let table = s.ok(&["get", "job", "pi"]);
@@ -277,7 +184,7 @@ spec:
     let job = s.json(&["get", "job", "indexed"]);
     assert_eq!(job["status"]["completedIndexes"], "0-2");
     assert_eq!(job["status"]["succeeded"], 3);
-    let mut seen: Vec<(String, String, String)> = items(&s, &["get", "pods", "-l", "batch.kubernetes.io/job-name=indexed"])
+    let mut seen: Vec<(String, String, String)> = s.items(&["get", "pods", "-l", "batch.kubernetes.io/job-name=indexed"])
         .iter()
         .map(|p| {
             let index = p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().unwrap().to_string();
@@ -330,14 +237,14 @@ spec:
     assert_eq!(target["reason"], "BackoffLimitExceeded");
     assert_eq!(job["status"]["failed"], 3, "{}", job["status"]);
     assert!(job["status"]["completionTime"].is_null());
-    let pods = items(&s, &["get", "pods", "-l", "job-name=doomed"]);
+    let pods = s.items(&["get", "pods", "-l", "job-name=doomed"]);
     assert_eq!(pods.len(), 3);
     for p in &pods {
         assert_eq!(p["status"]["phase"], "Failed");
         assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 1);
     }
     assert!(elapsed >= Duration::from_secs(28), "replacements wait out the 10 s and 20 s back-off, took {elapsed:?}");
-    let evs = events(&s, "doomed");
+    let evs = s.event_messages("doomed");
     assert!(evs.iter().any(|e| e == "BackoffLimitExceeded Job has reached the specified backoff limit"), "{evs:?}");
 }
 
@@ -375,7 +282,7 @@ spec:
     let job = s.json(&["get", "job", "strict"]);
     let failed = condition(&job, "Failed").unwrap();
     assert_eq!(failed["reason"], "PodFailurePolicy");
-    let pods = items(&s, &["get", "pods", "-l", "job-name=strict"]);
+    let pods = s.items(&["get", "pods", "-l", "job-name=strict"]);
     assert_eq!(pods.len(), 1, "no retries after a FailJob rule matched");
     let pod = pods[0]["metadata"]["name"].as_str().unwrap();
     assert_eq!(failed["message"].as_str().unwrap(), format!("Container main for pod default/{pod} failed with exit code 42 matching FailJob rule at index 0"));
@@ -403,7 +310,7 @@ spec:
     );
     s.ok(&["wait", "--for=condition=complete", "job/ephemeral", "--timeout=60s"]);
     s.eventually("the Job to be deleted after its TTL", WAIT, || !s.kubectl(&["get", "job", "ephemeral"]).status.success());
-    s.eventually("its pods to be collected", WAIT, || items(&s, &["get", "pods", "-l", "job-name=ephemeral"]).is_empty());
+    s.eventually("its pods to be collected", WAIT, || s.items(&["get", "pods", "-l", "job-name=ephemeral"]).is_empty());
 }
 
 // === cron jobs ===
@@ -440,7 +347,7 @@ spec:
     let cj_uid = cj["metadata"]["uid"].as_str().unwrap().to_string();
     let mut job = Value::Null;
     s.eventually("a Job of the CronJob", WAIT, || {
-        let jobs = items(&s, &["get", "jobs"]);
+        let jobs = s.items(&["get", "jobs"]);
         match jobs.into_iter().find(|j| j["metadata"]["ownerReferences"][0]["uid"] == cj_uid.as_str()) {
             Some(j) => {
                 job = j;
@@ -465,7 +372,7 @@ spec:
         let st = &cj["status"];
         st["lastSuccessfulTime"].is_string() && st["active"].as_array().is_none_or(|a| a.is_empty()) && st["lastScheduleTime"].as_str() == Some(scheduled.as_str())
     });
-    let evs = events(&s, "tick");
+    let evs = s.event_messages("tick");
     assert!(evs.iter().any(|e| e == &format!("SuccessfulCreate Created job {name}")), "{evs:?}");
     assert!(evs.iter().any(|e| e == &format!("SawCompletedJob Saw completed job: {name}, condition: Complete")), "{evs:?}");
 
@@ -505,9 +412,9 @@ fn budget(min_available: &str) -> String {
 }
 
 fn ready_web_pods(s: &TestServer) -> Vec<Value> {
-    items(s, &["get", "pods", "-l", "app=web"])
+    s.items(&["get", "pods", "-l", "app=web"])
         .into_iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && is_ready(p))
         .collect()
 }
 
@@ -619,12 +526,12 @@ spec:
 #[test]
 fn pods_leave_a_node_that_stops_heartbeating() {
     let s = server();
-    let _others = Agent::start(&s, "sim", 2);
-    wait_ready_nodes(&s, 2);
+    let _others = agent(&s, "sim", 2);
+    s.wait_for_ready_nodes(2, WAIT);
     // Only the lone node takes pods at first.
     s.ok(&["cordon", "sim-0", "sim-1"]);
-    let mut lone = Agent::start(&s, "lone", 1);
-    wait_ready_nodes(&s, 3);
+    let mut lone = agent(&s, "lone", 1);
+    s.wait_for_ready_nodes(3, WAIT);
     s.ok_stdin(&["apply", "-f", "-"], FRAGILE);
     // A pod with only the default tolerations (five minutes).
     s.ok_stdin(
@@ -632,9 +539,9 @@ fn pods_leave_a_node_that_stops_heartbeating() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: patient\nspec:\n  nodeName: lone\n  containers:\n  - name: app\n    image: nginx\n",
     );
     let on_lone = |s: &TestServer| {
-        items(s, &["get", "pods", "-l", "app=fragile"])
+        s.items(&["get", "pods", "-l", "app=fragile"])
             .into_iter()
-            .filter(|p| p["spec"]["nodeName"] == "lone" && condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+            .filter(|p| p["spec"]["nodeName"] == "lone" && is_ready(p))
             .count()
     };
     s.eventually("both fragile pods running on the lone node", WAIT, || on_lone(&s) == 2);
@@ -646,7 +553,7 @@ fn pods_leave_a_node_that_stops_heartbeating() {
         .map(|t| (t["key"].as_str().unwrap().to_string(), t["tolerationSeconds"].as_i64().unwrap()))
         .collect();
     assert_eq!(defaults, [("node.kubernetes.io/not-ready".to_string(), 300), ("node.kubernetes.io/unreachable".to_string(), 300)]);
-    let doomed: Vec<String> = items(&s, &["get", "pods", "-l", "app=fragile"]).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let doomed: Vec<String> = s.items(&["get", "pods", "-l", "app=fragile"]).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
     s.ok(&["uncordon", "sim-0", "sim-1"]);
 
     lone.kill();
@@ -659,10 +566,10 @@ fn pods_leave_a_node_that_stops_heartbeating() {
         t.contains(&"node.kubernetes.io/unreachable:NoExecute".to_string()) && t.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string())
     });
     s.eventually("two fragile pods ready elsewhere", WAIT, || {
-        items(&s, &["get", "pods", "-l", "app=fragile"])
+        s.items(&["get", "pods", "-l", "app=fragile"])
             .iter()
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .filter(|p| p["spec"]["nodeName"] != "lone" && condition(p, "Ready").is_some_and(|c| c["status"] == "True"))
+            .filter(|p| p["spec"]["nodeName"] != "lone" && is_ready(p))
             .count()
             == 2
     });
@@ -673,13 +580,13 @@ fn pods_leave_a_node_that_stops_heartbeating() {
         let target = condition(&pod, "DisruptionTarget").expect("DisruptionTarget before deletion");
         assert_eq!((target["status"].as_str(), target["reason"].as_str()), (Some("True"), Some("DeletionByTaintManager")));
         assert_eq!(target["message"], "Taint manager: deleting due to NoExecute taint");
-        let evs = events(&s, name);
+        let evs = s.event_messages(name);
         assert!(evs.iter().any(|e| e == &format!("TaintManagerEviction Marking for deletion Pod default/{name}")), "{evs:?}");
         assert!(condition(&pod, "Ready").is_some_and(|c| c["status"] == "False"), "pods of a lost node are not ready");
     }
     // Five minutes of tolerance have not passed for the patient pod.
     let patient = s.json(&["get", "pod", "patient"]);
     assert!(patient["metadata"]["deletionTimestamp"].is_null());
-    let node_events = events(&s, "lone");
+    let node_events = s.event_messages("lone");
     assert!(node_events.iter().any(|e| e == "NodeNotReady Node lone status is now: NodeNotReady"), "{node_events:?}");
 }

@@ -3,126 +3,23 @@
 
 mod support;
 
-use std::io::{BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::TestServer;
+use support::{PodEvent, PodWatch, SimAgent, TestServer};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 // === helpers ===
 
-/// A `skiff agent --runtime sim` process next to a test server. Killed on drop.
-struct Agent {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(server: &TestServer, node_name: &str, nodes: usize) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["agent", "--runtime", "sim", "--server", &format!("https://{}", server.addr), "--token-file"])
-            .arg(server.data_dir().join("node-token"))
-            .args(["--node-name", node_name, "--nodes", &nodes.to_string(), "--heartbeat", "2s", "--data-dir"])
-            .arg(dir.path())
-            .env("SKIFF_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting skiff agent");
-        Agent { child, _dir: dir }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One pod watch event as kubectl printed it.
-#[derive(Debug, Clone)]
-struct PodEvent {
-    kind: String,
-    name: String,
-    uid: String,
-    ready: bool,
-    deleting: bool,
-    image: String,
-}
-
-/// `kubectl get pods -w --output-watch-events -o json` in the background: the
-/// order of its events is the order of the writes in the datastore.
-struct PodWatch {
-    child: Child,
-    events: Arc<Mutex<Vec<PodEvent>>>,
-}
-
-impl PodWatch {
-    fn start(server: &TestServer, selector: &str) -> PodWatch {
-        let mut child = Command::new("kubectl")
-            .args(["get", "pods", "-l", selector, "-w", "--output-watch-events", "-o", "json"])
-            .env("KUBECONFIG", server.kubeconfig())
-            .env("HOME", server.data_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl watch");
-        let stdout = child.stdout.take().unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&events);
-        std::thread::spawn(move || {
-            let reader: Box<dyn Read + Send> = Box::new(BufReader::new(stdout));
-            for value in serde_json::Deserializer::from_reader(reader).into_iter::<Value>() {
-                let Ok(value) = value else { break };
-                let obj = &value["object"];
-                let ready = obj["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-                sink.lock().unwrap().push(PodEvent {
-                    kind: value["type"].as_str().unwrap_or_default().to_string(),
-                    name: obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-                    uid: obj["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
-                    ready,
-                    deleting: !obj["metadata"]["deletionTimestamp"].is_null(),
-                    image: obj["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string(),
-                });
-            }
-        });
-        PodWatch { child, events }
-    }
-
-    fn events(&self) -> Vec<PodEvent> {
-        self.events.lock().unwrap().clone()
-    }
-
-    fn len(&self) -> usize {
-        self.events.lock().unwrap().len()
-    }
-}
-
-impl Drop for PodWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `skiff agent --runtime sim` with `nodes` nodes named after `node_name`.
+fn agent(s: &TestServer, node_name: &str, nodes: usize) -> SimAgent {
+    SimAgent::start(s, node_name, &["--nodes", &nodes.to_string(), "--heartbeat", "2s"])
 }
 
 /// Position of the first event from `from` on that satisfies `f`.
 fn position(events: &[PodEvent], from: usize, f: impl Fn(&PodEvent) -> bool) -> Option<usize> {
     events.iter().enumerate().skip(from).find(|(_, e)| f(e)).map(|(i, _)| i)
-}
-
-fn items(s: &TestServer, args: &[&str]) -> Vec<Value> {
-    s.json(args)["items"].as_array().cloned().unwrap_or_default()
 }
 
 fn names(items: &[Value]) -> Vec<String> {
@@ -131,26 +28,15 @@ fn names(items: &[Value]) -> Vec<String> {
     names
 }
 
-fn wait_for_nodes(s: &TestServer, count: usize) {
-    s.eventually(&format!("{count} nodes"), WAIT, || items(s, &["get", "nodes"]).len() == count);
-}
-
 /// Pods of a selector that are not being deleted, by node.
 fn pods_by_node(s: &TestServer, selector: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = items(s, &["get", "pods", "-l", selector])
+    let mut out: Vec<(String, String)> = s.items(&["get", "pods", "-l", selector])
         .iter()
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .map(|p| (p["spec"]["nodeName"].as_str().unwrap_or_default().to_string(), p["metadata"]["name"].as_str().unwrap_or_default().to_string()))
         .collect();
     out.sort();
     out
-}
-
-fn event_messages(s: &TestServer, object: &str) -> Vec<String> {
-    items(s, &["get", "events", "--field-selector", &format!("involvedObject.name={object}")])
-        .iter()
-        .map(|e| format!("{} {}", e["reason"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()))
-        .collect()
 }
 
 // === StatefulSet ===
@@ -200,8 +86,8 @@ spec:
 #[test]
 fn statefulset_creates_in_order_updates_above_the_partition_and_scales_down_in_reverse() {
     let s = TestServer::start();
-    let _agent = Agent::start(&s, "sim", 2);
-    wait_for_nodes(&s, 2);
+    let _agent = agent(&s, "sim", 2);
+    s.wait_for_ready_nodes(2, WAIT);
     let watch = PodWatch::start(&s, "app=web");
     std::thread::sleep(Duration::from_millis(500));
 
@@ -229,16 +115,16 @@ fn statefulset_creates_in_order_updates_above_the_partition_and_scales_down_in_r
         let volume = pod["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "data").expect("claim volume").clone();
         assert_eq!(volume["persistentVolumeClaim"]["claimName"], format!("data-web-{i}"));
     }
-    let claims = items(&s, &["get", "pvc", "-l", "app=web"]);
+    let claims = s.items(&["get", "pvc", "-l", "app=web"]);
     assert_eq!(names(&claims), vec!["data-web-0", "data-web-1", "data-web-2"]);
-    let revisions = items(&s, &["get", "controllerrevisions", "-l", "app=web"]);
+    let revisions = s.items(&["get", "controllerrevisions", "-l", "app=web"]);
     assert_eq!(names(&revisions), vec![revision.clone()]);
     assert_eq!(revisions[0]["revision"], 1);
     let status = s.json(&["get", "sts", "web"])["status"].clone();
     assert_eq!((status["replicas"].as_i64(), status["readyReplicas"].as_i64(), status["availableReplicas"].as_i64()), (Some(3), Some(3), Some(3)));
     assert_eq!(status["currentRevision"], status["updateRevision"]);
     assert_eq!(status["observedGeneration"], s.json(&["get", "sts", "web"])["metadata"]["generation"]);
-    let messages = event_messages(&s, "web");
+    let messages = s.event_messages("web");
     assert!(messages.iter().any(|m| m == "SuccessfulCreate create Pod web-0 in StatefulSet web successful"), "{messages:#?}");
     assert!(messages.iter().any(|m| m == "SuccessfulCreate create Claim data-web-0 Pod web-0 in StatefulSet web success"), "{messages:#?}");
 
@@ -250,7 +136,7 @@ fn statefulset_creates_in_order_updates_above_the_partition_and_scales_down_in_r
         !pod.is_null() && pod["metadata"]["uid"] != failed_uid.as_str() && pod["status"]["phase"] == "Running"
     });
     s.ok(&["rollout", "status", "sts/web", "--timeout=90s"]);
-    assert!(event_messages(&s, "web").iter().any(|m| m == "SuccessfulDelete delete Pod web-1 in StatefulSet web successful"));
+    assert!(s.event_messages("web").iter().any(|m| m == "SuccessfulDelete delete Pod web-1 in StatefulSet web successful"));
 
     // A rolling update with partition 1 replaces web-2, then web-1, and keeps web-0.
     let before_update = watch.len();
@@ -271,22 +157,22 @@ fn statefulset_creates_in_order_updates_above_the_partition_and_scales_down_in_r
     let web1_going = position(&events, before_update, |e| e.name == "web-1" && (e.deleting || e.kind == "DELETED")).expect("web-1 replaced");
     assert!(web1_going > web2_new_ready, "web-1 went (event {web1_going}) before the new web-2 was ready (event {web2_new_ready})");
     assert!(position(&events, before_update, |e| e.name == "web-0" && (e.deleting || e.kind == "DELETED")).is_none(), "web-0 is below the partition");
-    assert_eq!(names(&items(&s, &["get", "controllerrevisions", "-l", "app=web"])).len(), 2);
+    assert_eq!(names(&s.items(&["get", "controllerrevisions", "-l", "app=web"])).len(), 2);
 
     // Scaling to zero removes web-2, web-1, web-0 in that order, each after the one above is gone.
     let before_scale = watch.len();
     s.ok(&["scale", "sts", "web", "--replicas=0"]);
-    s.eventually("all members gone", WAIT, || items(&s, &["get", "pods", "-l", "app=web"]).is_empty());
+    s.eventually("all members gone", WAIT, || s.items(&["get", "pods", "-l", "app=web"]).is_empty());
     s.eventually("the watch saw every deletion", WAIT, || watch.events().iter().skip(before_scale).filter(|e| e.kind == "DELETED").count() == 3);
     let events = watch.events();
     let gone = |n: &str| position(&events, before_scale, |e| e.name == n && e.kind == "DELETED").unwrap();
     let going = |n: &str| position(&events, before_scale, |e| e.name == n && (e.deleting || e.kind == "DELETED")).unwrap();
     assert!(going("web-1") > gone("web-2"), "web-1 went before web-2 was gone: {:#?}", &events[before_scale..]);
     assert!(going("web-0") > gone("web-1"), "web-0 went before web-1 was gone: {:#?}", &events[before_scale..]);
-    let messages = event_messages(&s, "web");
+    let messages = s.event_messages("web");
     assert!(messages.iter().any(|m| m == "SuccessfulDelete delete Pod web-2 in StatefulSet web successful"), "{messages:#?}");
     // The claims are retained (whenScaled defaults to Retain).
-    assert_eq!(names(&items(&s, &["get", "pvc", "-l", "app=web"])).len(), 3);
+    assert_eq!(names(&s.items(&["get", "pvc", "-l", "app=web"])).len(), 3);
     let status = s.json(&["get", "sts", "web"])["status"].clone();
     assert_eq!(status["replicas"], 0);
 }
@@ -294,19 +180,19 @@ fn statefulset_creates_in_order_updates_above_the_partition_and_scales_down_in_r
 #[test]
 fn parallel_statefulset_with_claims_deleted_on_scale_down() {
     let s = TestServer::start();
-    let _agent = Agent::start(&s, "sim", 1);
-    wait_for_nodes(&s, 1);
+    let _agent = agent(&s, "sim", 1);
+    s.wait_for_ready_nodes(1, WAIT);
     let manifest = WEB
         .replace("  serviceName: web\n", "  serviceName: web\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy:\n    whenScaled: Delete\n    whenDeleted: Retain\n")
         .replace("replicas: 3", "replicas: 4");
     s.ok_stdin(&["apply", "-f", "-"], &manifest);
     s.ok(&["rollout", "status", "sts/web", "--timeout=90s"]);
-    assert_eq!(names(&items(&s, &["get", "pvc", "-l", "app=web"])).len(), 4);
+    assert_eq!(names(&s.items(&["get", "pvc", "-l", "app=web"])).len(), 4);
 
     s.ok(&["scale", "sts", "web", "--replicas=2"]);
-    s.eventually("two members", WAIT, || names(&items(&s, &["get", "pods", "-l", "app=web"])) == vec!["web-0", "web-1"]);
+    s.eventually("two members", WAIT, || names(&s.items(&["get", "pods", "-l", "app=web"])) == vec!["web-0", "web-1"]);
     // The claims of the removed members were handed to their pods and collected.
-    s.eventually("claims of removed members deleted", WAIT, || names(&items(&s, &["get", "pvc", "-l", "app=web"])) == vec!["data-web-0", "data-web-1"]);
+    s.eventually("claims of removed members deleted", WAIT, || names(&s.items(&["get", "pvc", "-l", "app=web"])) == vec!["data-web-0", "data-web-1"]);
     let claim = s.json(&["get", "pvc", "data-web-0"]);
     assert!(claim["metadata"]["ownerReferences"].is_null(), "members in range keep unowned claims: {claim}");
 }
@@ -337,8 +223,8 @@ spec:
 #[test]
 fn daemonset_follows_nodes_taints_labels_and_deletions() {
     let s = TestServer::start();
-    let _first = Agent::start(&s, "sim", 2);
-    wait_for_nodes(&s, 2);
+    let _first = agent(&s, "sim", 2);
+    s.wait_for_ready_nodes(2, WAIT);
     s.ok_stdin(&["apply", "-f", "-"], AGENT_DS);
     s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
     let placed = pods_by_node(&s, "app=agent");
@@ -354,13 +240,13 @@ fn daemonset_follows_nodes_taints_labels_and_deletions() {
         assert!(tolerations.contains(&t.to_string()), "{t} in {tolerations:?}");
     }
     let hash = pod["metadata"]["labels"]["controller-revision-hash"].as_str().unwrap().to_string();
-    let revisions = items(&s, &["get", "controllerrevisions", "-l", "app=agent"]);
+    let revisions = s.items(&["get", "controllerrevisions", "-l", "app=agent"]);
     assert_eq!(names(&revisions), vec![format!("agent-{hash}")]);
-    assert!(event_messages(&s, "agent").iter().any(|m| m == &format!("SuccessfulCreate Created pod: {}", placed[0].1)));
+    assert!(s.event_messages("agent").iter().any(|m| m == &format!("SuccessfulCreate Created pod: {}", placed[0].1)));
 
     // A node joins (a second agent process): it gets a pod.
-    let second = Agent::start(&s, "extra", 1);
-    wait_for_nodes(&s, 3);
+    let mut second = agent(&s, "extra", 1);
+    s.wait_for_ready_nodes(3, WAIT);
     s.eventually("a pod on the new node", WAIT, || pods_by_node(&s, "app=agent").iter().any(|(n, _)| n == "extra"));
     s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
     let status = s.json(&["get", "ds", "agent"])["status"].clone();
@@ -383,9 +269,9 @@ fn daemonset_follows_nodes_taints_labels_and_deletions() {
     s.eventually("the pod on sim-1 comes back", WAIT, || pods_by_node(&s, "app=agent").iter().any(|(n, _)| n == "sim-1"));
 
     // A deleted node loses its pod.
-    second.stop();
+    second.kill();
     s.ok(&["delete", "node", "extra"]);
-    s.eventually("the pod of the deleted node goes", WAIT, || !items(&s, &["get", "pods", "-l", "app=agent"]).iter().any(|p| p["spec"]["nodeName"] == "extra"));
+    s.eventually("the pod of the deleted node goes", WAIT, || !s.items(&["get", "pods", "-l", "app=agent"]).iter().any(|p| p["spec"]["nodeName"] == "extra"));
     s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
 
     // A node selector restricts placement; the template change rolls out.
@@ -395,7 +281,7 @@ fn daemonset_follows_nodes_taints_labels_and_deletions() {
     s.eventually("only sim-0 runs the daemon", WAIT, || pods_by_node(&s, "app=agent").iter().map(|(n, _)| n.clone()).collect::<Vec<_>>() == vec!["sim-0"]);
     let pod = s.json(&["get", "pod", &pods_by_node(&s, "app=agent")[0].1]);
     assert_ne!(pod["metadata"]["labels"]["controller-revision-hash"].as_str().unwrap(), hash, "the pod is of the new template");
-    assert_eq!(items(&s, &["get", "controllerrevisions", "-l", "app=agent"]).len(), 2);
+    assert_eq!(s.items(&["get", "controllerrevisions", "-l", "app=agent"]).len(), 2);
     let status = s.json(&["get", "ds", "agent"])["status"].clone();
     assert_eq!((status["desiredNumberScheduled"].as_i64(), status["currentNumberScheduled"].as_i64(), status["numberMisscheduled"].as_i64()), (Some(1), Some(1), Some(0)));
 }
@@ -403,8 +289,8 @@ fn daemonset_follows_nodes_taints_labels_and_deletions() {
 #[test]
 fn daemonset_rolling_update_replaces_pods_within_max_unavailable() {
     let s = TestServer::start();
-    let _agent = Agent::start(&s, "sim", 3);
-    wait_for_nodes(&s, 3);
+    let _agent = agent(&s, "sim", 3);
+    s.wait_for_ready_nodes(3, WAIT);
     s.ok_stdin(&["apply", "-f", "-"], AGENT_DS);
     s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
     let watch = PodWatch::start(&s, "app=agent");
@@ -413,7 +299,7 @@ fn daemonset_rolling_update_replaces_pods_within_max_unavailable() {
 
     s.ok(&["set", "image", "ds/agent", "agent=agent:2"]);
     s.ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
-    let pods = items(&s, &["get", "pods", "-l", "app=agent"]);
+    let pods = s.items(&["get", "pods", "-l", "app=agent"]);
     assert_eq!(pods.len(), 3);
     assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "agent:2"));
 

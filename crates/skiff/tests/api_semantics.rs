@@ -17,12 +17,7 @@ struct Api {
 
 impl Api {
     fn new(s: &TestServer) -> Api {
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&s.ca()).unwrap())
-            .tls_built_in_root_certs(false)
-            .build()
-            .unwrap();
-        Api { http, base: format!("https://{}", s.addr), token: s.token() }
+        Api { http: s.https().build().unwrap(), base: s.url(), token: s.token() }
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, ct: &str, body: Vec<u8>) -> (u16, Value) {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use skiff_client::{Client, ClientConfig};
+use skiff_client::Client;
 use skiff_store::LocalEtcd;
 use support::TestServer;
 
@@ -44,16 +44,6 @@ fn server_flags(etcd_url: &str) -> Vec<String> {
 fn start_server(dir: tempfile::TempDir, flags: &[String]) -> TestServer {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     TestServer::start_with(dir, &flags)
-}
-
-fn client_for(server: &TestServer, timeout: Duration) -> Client {
-    Client::new(ClientConfig {
-        servers: vec![format!("https://{}", server.addr)],
-        token: server.token(),
-        ca_pem: String::from_utf8(server.ca()).unwrap(),
-        timeout,
-    })
-    .expect("client")
 }
 
 fn identity(server: &TestServer) -> String {
@@ -145,8 +135,8 @@ async fn two_servers_on_three_etcd_members_survive_server_and_member_failures() 
     let b = start_server(tempfile::tempdir().unwrap(), &flags);
     assert_eq!(a.token(), b.token(), "both servers accept the same admin token");
     assert_eq!(a.ca(), b.ca(), "both servers are signed by the same CA");
-    let ca = client_for(&a, Duration::from_secs(10));
-    let cb = client_for(&b, Duration::from_secs(10));
+    let ca = a.client(Duration::from_secs(10));
+    let cb = b.client(Duration::from_secs(10));
     ca.create("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ha"}}))
         .await
         .expect("creating the test namespace");
@@ -167,7 +157,7 @@ async fn two_servers_on_three_etcd_members_survive_server_and_member_failures() 
     eprintln!("leader: {leader} ({})", if a_leads { "server a" } else { "server b" });
 
     // --- 2. kill -9 the leader while a client writes through both servers. ---
-    let writer = Writer::start(vec![client_for(&a, Duration::from_secs(10)), client_for(&b, Duration::from_secs(10))], "w");
+    let writer = Writer::start(vec![a.client(Duration::from_secs(10)), b.client(Duration::from_secs(10))], "w");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (survivor, killed_dir, survivor_id) = if a_leads {
         let dir = a.kill();
@@ -177,7 +167,7 @@ async fn two_servers_on_three_etcd_members_survive_server_and_member_failures() 
         (a, dir, ida)
     };
     let killed_at = Instant::now();
-    let cs = client_for(&survivor, Duration::from_secs(10));
+    let cs = survivor.client(Duration::from_secs(10));
     let takeover = loop {
         if holder(&cs).await.is_some_and(|h| h.ends_with(&survivor_id)) {
             break killed_at.elapsed();
@@ -253,12 +243,7 @@ async fn two_servers_on_three_etcd_members_survive_server_and_member_failures() 
         other => panic!("expected a 5xx Status, got {other}"),
     }
     let readyz = format!("https://{}/readyz", survivor.addr);
-    let http = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&survivor.ca()).unwrap())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let http = survivor.https().timeout(Duration::from_secs(5)).build().unwrap();
     eventually("/readyz to report not ready without quorum", Duration::from_secs(20), || async {
         http.get(&readyz).send().await.is_ok_and(|r| r.status().as_u16() == 503)
     })
@@ -288,7 +273,7 @@ async fn two_servers_on_three_etcd_members_survive_server_and_member_failures() 
 
     // The killed server restarts on its old data directory and serves the same objects.
     let back = start_server(killed_dir, &flags);
-    let cback = client_for(&back, Duration::from_secs(10));
+    let cback = back.client(Duration::from_secs(10));
     let seen = names_in(&cback, "ha").await;
     assert_eq!(seen, names_in(&cs, "ha").await, "both servers list the same objects");
     cback.create("/api/v1/namespaces/ha/configmaps", &configmap("through-restarted")).await.expect("writing through the restarted server");

@@ -72,7 +72,7 @@ fn builtin_namespaces_exist_from_the_start() {
 fn anonymous_requests_are_refused() {
     let s = TestServer::start();
     let out = std::process::Command::new("kubectl")
-        .args(["--server", &format!("https://{}", s.addr), "--insecure-skip-tls-verify", "--token", "not-a-valid-token", "get", "pods"])
+        .args(["--server", &s.url(), "--insecure-skip-tls-verify", "--token", "not-a-valid-token", "get", "pods"])
         .env("HOME", s.data_dir())
         .env_remove("KUBECONFIG")
         .output()
@@ -276,10 +276,8 @@ fn explain_reads_the_openapi_documents() {
 fn get_watch_prints_changes() {
     let s = TestServer::start();
     s.ok(&["create", "configmap", "watched"]);
-    let mut child = std::process::Command::new("kubectl")
-        .args(["get", "configmaps", "-w", "--request-timeout=8s"])
-        .env("KUBECONFIG", s.kubeconfig())
-        .env("HOME", s.data_dir())
+    let mut child = s
+        .kubectl_command(&["get", "configmaps", "-w", "--request-timeout=8s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

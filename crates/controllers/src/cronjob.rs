@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use skiff_client::{Api, DeleteParams, EventRecorder, EventType, InformerEvent, WorkQueue};
 
-use crate::podutil::{controller_ref, key_of, new_controller_ref, split_key};
+use crate::podutil::{controller_ref, enqueue_object_key, new_controller_ref, run_workers, split_key};
 use crate::Context;
 
 /// The annotation that carries the scheduled time of a Job a CronJob created.
@@ -249,14 +249,7 @@ struct CronJobController {
 /// Runs the cronjob controller until dropped.
 pub async fn run(ctx: Context) {
     let controller = Arc::new(CronJobController { queue: WorkQueue::new(), recorder: ctx.recorder("cronjob-controller"), ctx });
-    let queue = controller.queue.clone();
-    controller.ctx.cron_jobs.on_event(Arc::new(move |ev: &InformerEvent<CronJob>| {
-        let cj = match ev {
-            InformerEvent::Applied { new, .. } => new,
-            InformerEvent::Deleted(old) => old,
-        };
-        queue.add(key_of(&cj.metadata));
-    }));
+    controller.ctx.cron_jobs.on_event(enqueue_object_key(controller.queue.clone()));
     let queue = controller.queue.clone();
     controller.ctx.jobs.on_event(Arc::new(move |ev: &InformerEvent<Job>| {
         let enqueue = |job: &Job| {
@@ -278,29 +271,15 @@ pub async fn run(ctx: Context) {
     }));
     controller.ctx.cron_jobs.wait_synced().await;
     controller.ctx.jobs.wait_synced().await;
-    let workers: Vec<_> = (0..WORKERS).map(|_| tokio::spawn(controller.clone().worker())).collect();
-    futures::future::join_all(workers).await;
+    let c = Arc::clone(&controller);
+    run_workers("cronjob", controller.queue.clone(), WORKERS, move |key| {
+        let c = Arc::clone(&c);
+        async move { c.sync(&key).await }
+    })
+    .await;
 }
 
 impl CronJobController {
-    async fn worker(self: Arc<Self>) {
-        while let Some(key) = self.queue.next().await {
-            match self.sync(&key).await {
-                Ok(requeue) => {
-                    self.queue.forget(&key);
-                    if let Some(after) = requeue {
-                        self.queue.add_after(key.clone(), after);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(cronjob = %key, error = %e, "cronjob sync failed; retrying");
-                    self.queue.add_rate_limited(key.clone());
-                }
-            }
-            self.queue.done(&key);
-        }
-    }
-
     async fn sync(&self, key: &str) -> Result<Option<Duration>, Error> {
         let (ns, name) = split_key(key);
         let Some(cached) = self.ctx.cron_jobs.store().get(ns, name) else { return Ok(None) };

@@ -30,8 +30,8 @@ use skiff_client::{Api, DeleteParams, EventRecorder, EventType, InformerEvent, P
 
 use crate::history;
 use crate::podutil::{
-    adopt_patch, claim_action, compute_hash, controller_ref, is_namespace_terminating, is_pod_available, is_pod_ready, key_of, label_selector_matches,
-    new_controller_ref, pod_from_template, pod_phase, release_patch, run_workers, selector_is_empty, slow_start_batch, split_key, ClaimAction, Expectations,
+    adopt, claim_action, compute_hash, controller_ref, enqueue_object_key, is_namespace_terminating, is_pod_available, is_pod_ready, key_of, label_selector_matches, name, namespace,
+    new_controller_ref, pod_from_template, pod_phase, release, run_workers, selector_is_empty, slow_start_batch, split_key, uid, ClaimAction, Expectations,
 };
 use crate::deployment::scaled_value;
 use crate::Context;
@@ -81,18 +81,6 @@ pub struct InvalidBudget {
     pub name: String,
     pub field: &'static str,
     pub value: String,
-}
-
-fn name(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or_default()
-}
-
-fn namespace(meta: &ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or_default()
-}
-
-fn uid(meta: &ObjectMeta) -> &str {
-    meta.uid.as_deref().unwrap_or_default()
 }
 
 fn template(ds: &DaemonSet) -> PodTemplateSpec {
@@ -724,14 +712,7 @@ pub async fn run(ctx: Context) {
 
 impl Controller {
     fn register(self: &Arc<Self>) {
-        let queue = self.queue.clone();
-        self.ctx.daemon_sets.on_event(Arc::new(move |event| {
-            let ds = match event {
-                InformerEvent::Applied { new, .. } => new,
-                InformerEvent::Deleted(old) => old,
-            };
-            queue.add(key_of(&ds.metadata));
-        }));
+        self.ctx.daemon_sets.on_event(enqueue_object_key(self.queue.clone()));
 
         let this = Arc::clone(self);
         self.ctx.pods.on_event(Arc::new(move |event| match event {
@@ -917,17 +898,11 @@ impl Controller {
                         checked = true;
                     }
                     let owner = new_controller_ref(KIND, API_VERSION, name(&ds.metadata), uid(&ds.metadata));
-                    match api.patch(name(&pod.metadata), PatchType::StrategicMerge, &adopt_patch(&owner, uid(&pod.metadata))).await {
-                        Ok(adopted) => owned.push(Arc::new(adopted)),
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(e.into()),
+                    if let Some(adopted) = adopt(&api, &pod.metadata, &owner).await? {
+                        owned.push(Arc::new(adopted));
                     }
                 }
-                ClaimAction::Release => match api.patch(name(&pod.metadata), PatchType::StrategicMerge, &release_patch(uid(&ds.metadata), uid(&pod.metadata))).await {
-                    Ok(_) => {}
-                    Err(e) if e.is_not_found() || e.code() == Some(422) => {}
-                    Err(e) => return Err(e.into()),
-                },
+                ClaimAction::Release => release(&api, &pod.metadata, uid(&ds.metadata)).await?,
                 ClaimAction::Ignore => {}
             }
         }

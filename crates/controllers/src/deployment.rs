@@ -30,8 +30,8 @@ use serde_json::{json, Value};
 use skiff_client::{Api, DeleteParams, EventRecorder, EventType, InformerEvent, PatchType, WorkQueue};
 
 use crate::podutil::{
-    adopt_patch, claim_action, compute_hash, controller_ref, is_namespace_terminating, key_of, label_selector_matches, new_controller_ref,
-    non_zero, release_patch, run_workers, selector_is_empty, split_key, ClaimAction,
+    adopt, claim_action, compute_hash, controller_ref, is_namespace_terminating, key_of, label_selector_matches, name, new_controller_ref,
+    non_zero, release, run_workers, selector_is_empty, split_key, ClaimAction,
 };
 use crate::Context;
 
@@ -136,10 +136,6 @@ fn rs_available(rs: &ReplicaSet) -> i32 {
 
 fn rs_ready(rs: &ReplicaSet) -> i32 {
     rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
-}
-
-fn name(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or("")
 }
 
 fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
@@ -857,7 +853,6 @@ impl DeploymentController {
         for rs in self.ctx.replica_sets.store().list_namespace(&ns) {
             let labels = rs.metadata.labels.clone().unwrap_or_default();
             let selected = label_selector_matches(selector, &labels);
-            let rs_uid = rs.metadata.uid.clone().unwrap_or_default();
             match claim_action(&rs.metadata, &uid, deleting, selected) {
                 ClaimAction::Keep => claimed.push((*rs).clone()),
                 ClaimAction::Ignore => {}
@@ -870,21 +865,18 @@ impl DeploymentController {
                         continue;
                     }
                     let owner = new_controller_ref("Deployment", "apps/v1", name(&d.metadata), &uid);
-                    match api.patch(name(&rs.metadata), PatchType::StrategicMerge, &adopt_patch(&owner, &rs_uid)).await {
-                        Ok(rs) => claimed.push(rs),
-                        Err(e) if e.is_not_found() => {}
+                    match adopt(&api, &rs.metadata, &owner).await {
+                        Ok(adopted) => claimed.extend(adopted),
                         Err(e) => {
                             first_err.get_or_insert(e.into());
                         }
                     }
                 }
-                ClaimAction::Release => match api.patch(name(&rs.metadata), PatchType::StrategicMerge, &release_patch(&uid, &rs_uid)).await {
-                    Ok(_) => {}
-                    Err(e) if e.is_not_found() || e.code() == Some(422) => {}
-                    Err(e) => {
+                ClaimAction::Release => {
+                    if let Err(e) = release(&api, &rs.metadata, &uid).await {
                         first_err.get_or_insert(e.into());
                     }
-                },
+                }
             }
         }
         match first_err {

@@ -31,8 +31,8 @@ use serde_json::{json, Value};
 use skiff_client::{Api, DeleteParams, EventRecorder, EventType, InformerEvent, PatchType, WorkQueue};
 
 use crate::podutil::{
-    controller_ref, is_pod_active, is_pod_ready, is_pod_terminating, key_of, label_selector_matches, new_controller_ref, pod_from_template, pod_phase,
-    selector_is_empty, split_key, Expectations,
+    controller_ref, is_namespace_terminating, is_pod_active, is_pod_ready, is_pod_terminating, key_of, label_selector_matches, new_controller_ref, pod_from_template, pod_phase,
+    run_workers, selector_is_empty, split_key, Expectations,
 };
 use crate::Context;
 
@@ -1191,9 +1191,18 @@ async fn run_job_controller(ctx: Context) {
     c.ctx.pods.on_event(Arc::new(move |ev: &InformerEvent<Pod>| handler.on_pod(ev)));
     c.ctx.jobs.wait_synced().await;
     c.ctx.pods.wait_synced().await;
-    let mut tasks: Vec<_> = (0..WORKERS).map(|_| tokio::spawn(c.clone().worker())).collect();
-    tasks.push(tokio::spawn(c.clone().orphan_worker()));
-    futures::future::join_all(tasks).await;
+    let jobs = Arc::clone(&c);
+    let orphans = Arc::clone(&c);
+    tokio::join!(
+        run_workers("job", c.queue.clone(), WORKERS, move |key| {
+            let c = Arc::clone(&jobs);
+            async move { c.sync(&key).await }
+        }),
+        run_workers("job-orphans", c.orphans.clone(), 1, move |key| {
+            let c = Arc::clone(&orphans);
+            async move { c.sync_orphan(&key).await.map(|()| None) }
+        }),
+    );
 }
 
 fn job_key(ns: &str, name: &str) -> String {
@@ -1316,37 +1325,6 @@ impl JobController {
     }
 
     // --- workers ---
-
-    async fn worker(self: Arc<Self>) {
-        while let Some(key) = self.queue.next().await {
-            match self.sync(&key).await {
-                Ok(requeue) => {
-                    self.queue.forget(&key);
-                    if let Some(after) = requeue {
-                        self.queue.add_after(key.clone(), after);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(job = %key, error = %e, "job sync failed; retrying");
-                    self.queue.add_rate_limited(key.clone());
-                }
-            }
-            self.queue.done(&key);
-        }
-    }
-
-    async fn orphan_worker(self: Arc<Self>) {
-        while let Some(key) = self.orphans.next().await {
-            match self.sync_orphan(&key).await {
-                Ok(()) => self.orphans.forget(&key),
-                Err(e) => {
-                    tracing::debug!(pod = %key, error = %e, "releasing an orphan job pod failed; retrying");
-                    self.orphans.add_rate_limited(key.clone());
-                }
-            }
-            self.orphans.done(&key);
-        }
-    }
 
     /// Removes the finalizer from a pod no unfinished Job owns.
     async fn sync_orphan(&self, key: &str) -> Result<(), Error> {
@@ -1696,16 +1674,6 @@ fn undo_removals(status: &mut JobStatus, failed: &[Arc<Pod>]) {
     status.ready = Some(status.ready.unwrap_or(0) + ready_count(failed));
 }
 
-/// Creations in a namespace being deleted fail; that is no reason to retry.
-fn is_namespace_terminating(e: &skiff_client::Error) -> bool {
-    match e {
-        skiff_client::Error::Api { status, .. } => {
-            status.pointer("/details/causes").and_then(Value::as_array).is_some_and(|c| c.iter().any(|c| c["type"] == "NamespaceTerminating"))
-        }
-        _ => false,
-    }
-}
-
 // === TTL after finished ===
 
 /// When a finished Job with `ttlSecondsAfterFinished` is due for deletion.
@@ -1732,21 +1700,12 @@ async fn run_ttl_controller(ctx: Context) {
         }
     }));
     c.ctx.jobs.wait_synced().await;
-    while let Some(key) = c.queue.next().await {
-        match c.sync(&key).await {
-            Ok(requeue) => {
-                c.queue.forget(&key);
-                if let Some(after) = requeue {
-                    c.queue.add_after(key.clone(), after);
-                }
-            }
-            Err(e) => {
-                tracing::debug!(job = %key, error = %e, "TTL cleanup failed; retrying");
-                c.queue.add_rate_limited(key.clone());
-            }
-        }
-        c.queue.done(&key);
-    }
+    let queue = c.queue.clone();
+    run_workers("ttl-after-finished", queue, 1, move |key| {
+        let c = Arc::clone(&c);
+        async move { c.sync(&key).await }
+    })
+    .await;
 }
 
 impl TtlController {

@@ -311,6 +311,21 @@ impl Expectations {
 
 // === small shared helpers ===
 
+/// `metadata.name`, empty when unset (objects from the informers always have one).
+pub fn name(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+/// `metadata.namespace`, empty for cluster-scoped objects.
+pub fn namespace(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or_default()
+}
+
+/// `metadata.uid`, empty when unset.
+pub fn uid(meta: &ObjectMeta) -> &str {
+    meta.uid.as_deref().unwrap_or_default()
+}
+
 /// `namespace/name` of an object, the work-queue key of namespaced controllers.
 pub fn key_of(meta: &ObjectMeta) -> String {
     format!("{}/{}", meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
@@ -365,7 +380,51 @@ pub fn release_patch(owner_uid: &str, object_uid: &str) -> serde_json::Value {
     serde_json::json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": owner_uid}], "uid": object_uid}})
 }
 
+/// Adopts an orphan: patches `owner` into its ownerReferences, with its uid as a
+/// precondition. `Ok(None)` when the object is already gone (nothing to claim).
+pub async fn adopt<K>(api: &skiff_client::Api<K>, meta: &ObjectMeta, owner: &OwnerReference) -> Result<Option<K>, skiff_client::Error>
+where
+    K: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize + Clone + Send + Sync + 'static,
+{
+    let patch = adopt_patch(owner, meta.uid.as_deref().unwrap_or_default());
+    match api.patch(meta.name.as_deref().unwrap_or_default(), skiff_client::PatchType::StrategicMerge, &patch).await {
+        Ok(adopted) => Ok(Some(adopted)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Releases an object the owner no longer selects: patches the owner's reference
+/// out. An object already gone, or no longer ours (422: the uid precondition or
+/// the reference no longer holds), needs nothing.
+pub async fn release<K>(api: &skiff_client::Api<K>, meta: &ObjectMeta, owner_uid: &str) -> Result<(), skiff_client::Error>
+where
+    K: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize + Clone + Send + Sync + 'static,
+{
+    let patch = release_patch(owner_uid, meta.uid.as_deref().unwrap_or_default());
+    match api.patch(meta.name.as_deref().unwrap_or_default(), skiff_client::PatchType::StrategicMerge, &patch).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() || e.code() == Some(422) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 // === work queue workers ===
+
+/// An informer handler that queues the key of the object itself on every add,
+/// update and delete: how a controller hears of changes to its own kind.
+pub fn enqueue_object_key<K>(queue: skiff_client::WorkQueue<String>) -> std::sync::Arc<dyn Fn(&skiff_client::InformerEvent<K>) + Send + Sync>
+where
+    K: k8s_openapi::Metadata<Ty = ObjectMeta> + Send + Sync + 'static,
+{
+    std::sync::Arc::new(move |event: &skiff_client::InformerEvent<K>| {
+        let object = match event {
+            skiff_client::InformerEvent::Applied { new, .. } => new,
+            skiff_client::InformerEvent::Deleted(old) => old,
+        };
+        queue.add(key_of(object.metadata()));
+    })
+}
 
 /// Runs `workers` loops that take keys from `queue` and sync them: `Ok(None)` is
 /// done, `Ok(Some(d))` asks to look again after `d`, an error re-adds the key with

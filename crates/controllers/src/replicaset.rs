@@ -16,11 +16,11 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use skiff_client::{Api, DeleteParams, EventRecorder, EventType, InformerEvent, PatchType, WorkQueue};
+use skiff_client::{Api, DeleteParams, EventRecorder, EventType, InformerEvent, WorkQueue};
 
 use crate::podutil::{
-    adopt_patch, claim_action, controller_ref, is_namespace_terminating, is_pod_active, is_pod_available, is_pod_ready, key_of,
-    label_selector_matches, new_controller_ref, pod_from_template, release_patch, run_workers, selector_is_empty, slow_start_batch,
+    adopt, claim_action, controller_ref, is_namespace_terminating, is_pod_active, is_pod_available, is_pod_ready, key_of,
+    label_selector_matches, new_controller_ref, pod_from_template, release, run_workers, selector_is_empty, slow_start_batch,
     split_key, ClaimAction, Expectations,
 };
 use crate::Context;
@@ -210,8 +210,6 @@ impl ReplicaSetController {
         for pod in pods {
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             let selected = rs.spec.as_ref().is_some_and(|s| !selector_is_empty(&s.selector) && label_selector_matches(&s.selector, &labels));
-            let pod_name = pod.metadata.name.clone().unwrap_or_default();
-            let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
             match claim_action(&pod.metadata, &uid, deleting, selected) {
                 ClaimAction::Keep => claimed.push(pod),
                 ClaimAction::Ignore => {}
@@ -224,21 +222,18 @@ impl ReplicaSetController {
                         continue;
                     }
                     let owner = new_controller_ref("ReplicaSet", "apps/v1", rs.metadata.name.as_deref().unwrap_or(""), &uid);
-                    match api.patch(&pod_name, PatchType::StrategicMerge, &adopt_patch(&owner, &pod_uid)).await {
-                        Ok(p) => claimed.push(Arc::new(p)),
-                        Err(e) if e.is_not_found() => {}
+                    match adopt(&api, &pod.metadata, &owner).await {
+                        Ok(adopted) => claimed.extend(adopted.map(Arc::new)),
                         Err(e) => {
                             first_err.get_or_insert(e.into());
                         }
                     }
                 }
-                ClaimAction::Release => match api.patch(&pod_name, PatchType::StrategicMerge, &release_patch(&uid, &pod_uid)).await {
-                    Ok(_) => {}
-                    Err(e) if e.is_not_found() || e.code() == Some(422) => {}
-                    Err(e) => {
+                ClaimAction::Release => {
+                    if let Err(e) = release(&api, &pod.metadata, &uid).await {
                         first_err.get_or_insert(e.into());
                     }
-                },
+                }
             }
         }
         match first_err {

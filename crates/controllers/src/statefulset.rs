@@ -33,8 +33,8 @@ use skiff_client::{Api, DeleteParams, EventRecorder, EventType, InformerEvent, P
 use crate::deployment::scaled_value;
 use crate::history;
 use crate::podutil::{
-    adopt_patch, claim_action, controller_ref, is_pod_available, is_pod_ready, key_of, label_selector_matches, new_controller_ref, pod_from_template, pod_phase,
-    release_patch, run_workers, slow_start_batch, split_key, ClaimAction,
+    adopt, claim_action, controller_ref, enqueue_object_key, is_pod_available, is_pod_ready, key_of, label_selector_matches, name, namespace, new_controller_ref, pod_from_template, pod_phase,
+    release, run_workers, slow_start_batch, split_key, uid, ClaimAction,
 };
 use crate::Context;
 
@@ -86,18 +86,6 @@ pub fn parent_and_ordinal(name: &str) -> Option<(&str, i32)> {
 /// The pod's ordinal, -1 when its name has none.
 pub fn ordinal_of(pod: &Pod) -> i32 {
     parent_and_ordinal(name(&pod.metadata)).map_or(-1, |(_, o)| o)
-}
-
-fn name(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or_default()
-}
-
-fn namespace(meta: &ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or_default()
-}
-
-fn uid(meta: &ObjectMeta) -> &str {
-    meta.uid.as_deref().unwrap_or_default()
 }
 
 fn spec_replicas(set: &StatefulSet) -> i32 {
@@ -769,14 +757,7 @@ pub async fn run(ctx: Context) {
 
 impl Controller {
     fn register(self: &Arc<Self>) {
-        let queue = self.queue.clone();
-        self.ctx.stateful_sets.on_event(Arc::new(move |event| {
-            let set = match event {
-                InformerEvent::Applied { new, .. } => new,
-                InformerEvent::Deleted(old) => old,
-            };
-            queue.add(key_of(&set.metadata));
-        }));
+        self.ctx.stateful_sets.on_event(enqueue_object_key(self.queue.clone()));
         let this = Arc::clone(self);
         self.ctx.pods.on_event(Arc::new(move |event| match event {
             InformerEvent::Applied { old, new } => {
@@ -888,17 +869,11 @@ impl Controller {
                         checked = true;
                     }
                     let owner = new_controller_ref(KIND, API_VERSION, name(&set.metadata), uid(&set.metadata));
-                    match api.patch(name(&pod.metadata), PatchType::StrategicMerge, &adopt_patch(&owner, uid(&pod.metadata))).await {
-                        Ok(adopted) => owned.push(Arc::new(adopted)),
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(e.into()),
+                    if let Some(adopted) = adopt(&api, &pod.metadata, &owner).await? {
+                        owned.push(Arc::new(adopted));
                     }
                 }
-                ClaimAction::Release => match api.patch(name(&pod.metadata), PatchType::StrategicMerge, &release_patch(uid(&set.metadata), uid(&pod.metadata))).await {
-                    Ok(_) => {}
-                    Err(e) if e.is_not_found() || e.code() == Some(422) => {}
-                    Err(e) => return Err(e.into()),
-                },
+                ClaimAction::Release => release(&api, &pod.metadata, uid(&set.metadata)).await?,
                 ClaimAction::Ignore => {}
             }
         }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
 
-use crate::framework::Snapshot;
-use crate::types::{NamespaceLabels, NodeInfo, PodInfo};
+use crate::framework::{Snapshot, COLUMN_KEYS};
+use crate::types::{LabelColumn, NamespaceLabels, NodeInfo, PodInfo};
 
 /// The zone a node is in, for interleaving (`GetZoneKey`: region and zone).
 fn zone_key(node: &NodeInfo) -> String {
@@ -37,7 +37,9 @@ pub struct Cache {
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
     order: Vec<usize>,
+    /// Node order and label columns need rebuilding (nodes came, went or moved zone).
     order_dirty: bool,
+    columns: HashMap<String, LabelColumn>,
     /// Pods bound to nodes the cache does not know (yet, or any more).
     placeholders: HashMap<String, NodeInfo>,
     pods: HashMap<String, PodState>,
@@ -58,9 +60,9 @@ impl Cache {
     pub fn add_or_update_node(&mut self, node: Arc<Node>) {
         let name = node.metadata.name.clone().unwrap_or_default();
         if let Some(&i) = self.index.get(&name) {
-            let before = zone_key(&self.nodes[i]);
+            let before = self.nodes[i].labels().clone();
             self.nodes[i].set_node(node);
-            if zone_key(&self.nodes[i]) != before {
+            if *self.nodes[i].labels() != before {
                 self.order_dirty = true;
             }
             return;
@@ -123,6 +125,7 @@ impl Cache {
                 }
             }
         }
+        self.columns = COLUMN_KEYS.iter().map(|k| (k.to_string(), LabelColumn::build(&self.nodes, k))).collect();
         self.order_dirty = false;
     }
 
@@ -262,6 +265,7 @@ impl Cache {
             index: &self.index,
             order: &self.order,
             namespaces: &self.namespaces,
+            columns: &self.columns,
             nominated: &self.nominated,
             any_pod_with_affinity: self.pods_with_affinity > 0,
             any_pod_with_required_anti_affinity: self.pods_with_required_anti_affinity > 0,

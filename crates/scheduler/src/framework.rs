@@ -12,10 +12,13 @@ use rand::Rng;
 
 use crate::plugins::{self, interpodaffinity, podtopologyspread};
 use crate::status::{Code, Diagnosis, FitError, Status};
-use crate::types::{NamespaceLabels, NodeInfo, PodInfo};
+use crate::types::{LabelColumn, NamespaceLabels, NodeInfo, PodInfo};
 
 /// The highest score a plugin gives a node (`framework.MaxNodeScore`).
 pub const MAX_NODE_SCORE: i64 = 100;
+
+/// Topology keys the cache keeps [`LabelColumn`]s for.
+pub const COLUMN_KEYS: [&str; 2] = ["topology.kubernetes.io/zone", "topology.kubernetes.io/region"];
 
 /// Below this many nodes every node is filtered (`minFeasibleNodesToFind`).
 pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
@@ -33,6 +36,9 @@ pub struct Snapshot<'a> {
     /// the nodes a sampled search looks at are spread over zones.
     pub order: &'a [usize],
     pub namespaces: &'a NamespaceLabels,
+    /// Interned label columns of common topology keys (zone, region), aligned with
+    /// `nodes`; keys without a column are read from each node's labels.
+    pub columns: &'a HashMap<String, LabelColumn>,
     pub nominated: &'a HashMap<String, Vec<Arc<PodInfo>>>,
     /// Whether any pod in the cluster has pod (anti-)affinity of any kind, and any
     /// required anti-affinity: when none has, the InterPodAffinity work is skipped.
@@ -402,6 +408,7 @@ pub(crate) mod tests {
         pub index: HashMap<String, usize>,
         pub order: Vec<usize>,
         pub namespaces: NamespaceLabels,
+        pub columns: HashMap<String, LabelColumn>,
         pub nominated: HashMap<String, Vec<Arc<PodInfo>>>,
     }
 
@@ -410,7 +417,13 @@ pub(crate) mod tests {
             let nodes: Vec<NodeInfo> = nodes.into_iter().map(|n| NodeInfo::new(Arc::new(n))).collect();
             let order = (0..nodes.len()).collect();
             let index = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-            Harness { nodes, index, order, namespaces: NamespaceLabels::new(), nominated: HashMap::new() }
+            let mut h = Harness { nodes, index, order, namespaces: NamespaceLabels::new(), columns: HashMap::new(), nominated: HashMap::new() };
+            h.rebuild_columns();
+            h
+        }
+
+        fn rebuild_columns(&mut self) {
+            self.columns = COLUMN_KEYS.iter().map(|k| (k.to_string(), LabelColumn::build(&self.nodes, k))).collect();
         }
 
         /// Places a pod on its `spec.nodeName`.
@@ -427,6 +440,7 @@ pub(crate) mod tests {
                 index: &self.index,
                 order: &self.order,
                 namespaces: &self.namespaces,
+                columns: &self.columns,
                 nominated: &self.nominated,
                 any_pod_with_affinity: self.nodes.iter().any(|n| !n.pods_with_affinity.is_empty()),
                 any_pod_with_required_anti_affinity: self.nodes.iter().any(|n| !n.pods_with_required_anti_affinity.is_empty()),

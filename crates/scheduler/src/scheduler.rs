@@ -438,6 +438,7 @@ impl Scheduler {
     /// POSTs the binding; on success the pod leaves the queue, on failure it is
     /// forgotten and retried after a back-off.
     async fn bind(self, qp: QueuedPod, node: String) {
+        let decided = Instant::now();
         let _permit = self.shared.binds.acquire().await;
         let pod = &qp.pod;
         let binding = Binding {
@@ -448,6 +449,15 @@ impl Scheduler {
         match api.create_subresource(&pod.name, "binding", &binding).await {
             Ok(_) => {
                 lock(&self.shared.queue).done(&pod.uid);
+                tracing::debug!(
+                    pod = %pod.key(),
+                    node = %node,
+                    queued_ms = qp.initial_attempt.map_or(0.0, |t| t.saturating_duration_since(qp.timestamp).as_secs_f64() * 1e3),
+                    decided_ms = qp.initial_attempt.map_or(0.0, |t| decided.saturating_duration_since(t).as_secs_f64() * 1e3),
+                    bind_ms = decided.elapsed().as_secs_f64() * 1e3,
+                    attempts = qp.attempts,
+                    "bound"
+                );
                 let msg = format!("Successfully assigned {}/{} to {}", pod.namespace, pod.name, node);
                 self.shared.recorder.record(&*pod.pod, EventType::Normal, "Scheduled", &msg);
             }

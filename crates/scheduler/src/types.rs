@@ -421,3 +421,40 @@ mod tests {
         assert!(!more_important(&new, &old));
     }
 }
+
+// === impl LabelColumn ===
+
+/// One label of every node, by node index, with the values interned: the topology
+/// plugins walk all nodes per pod, and reading a small integer per node is far
+/// cheaper than a label map lookup.
+#[derive(Debug, Clone, Default)]
+pub struct LabelColumn {
+    pub values: Vec<String>,
+    /// Per node index: the value's index in `values`, or [`LabelColumn::MISSING`].
+    pub ids: Vec<u32>,
+}
+
+impl LabelColumn {
+    pub const MISSING: u32 = u32::MAX;
+
+    pub fn build(nodes: &[NodeInfo], key: &str) -> LabelColumn {
+        let mut col = LabelColumn { values: Vec::new(), ids: Vec::with_capacity(nodes.len()) };
+        let mut seen: LabelMap<u32> = LabelMap::default();
+        for n in nodes {
+            let id = match n.labels().get(key) {
+                None => Self::MISSING,
+                Some(v) => match seen.get(v.as_str()) {
+                    Some(id) => *id,
+                    None => {
+                        let id = col.values.len() as u32;
+                        seen.insert(v.clone(), id);
+                        col.values.push(v.clone());
+                        id
+                    }
+                },
+            };
+            col.ids.push(id);
+        }
+        col
+    }
+}

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use futures::StreamExt;
+use rand::SeedableRng;
 use serde_json::{json, Value};
 use skiff_apiserver::{Config, Server, Settings};
 use skiff_client::{Client, ClientConfig};
@@ -38,6 +39,11 @@ pub struct SchedulerArgs {
     /// Concurrent pod creators.
     #[arg(long, default_value_t = 200)]
     pub creators: usize,
+    /// Pods created per second (open loop: each pod has its send time, whatever
+    /// earlier ones are doing). 0 creates as fast as the creators can, which
+    /// measures saturation throughput; latency there is mostly queueing.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// Concurrent binding calls (the scheduler's `bind_parallelism`, and the
     /// baseline's).
     #[arg(long, default_value_t = 64)]
@@ -98,6 +104,52 @@ fn node_name(i: usize) -> String {
     format!("node-{i:05}")
 }
 
+/// A node of the benchmark: 32 cpu, 128 GiB, 110 pods, in zone `i % zones`.
+fn node(i: usize, zones: usize) -> Value {
+    let name = node_name(i);
+    let resources = json!({"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "500Gi"});
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "topology.kubernetes.io/region": "bench", "topology.kubernetes.io/zone": format!("zone-{}", i % zones.max(1)),
+        }},
+        "status": {
+            "capacity": resources, "allocatable": resources,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "simulated"}],
+        },
+    })
+}
+
+/// The scheduler's decisions alone: the framework over the same nodes in memory,
+/// each pod decided and assumed in turn, no API at all. Returns decisions per second.
+fn decisions(args: &SchedulerArgs) -> Result<f64> {
+    use skiff_scheduler::{cache::Cache, framework::Framework, types::PodInfo};
+    let mut cache = Cache::new();
+    for i in 0..args.nodes {
+        cache.add_or_update_node(Arc::new(serde_json::from_value(node(i, args.zones))?));
+    }
+    let pods: Vec<Arc<PodInfo>> = (0..args.pods)
+        .map(|i| {
+            let mut p = pod(&format!("pod-{i:06}"), "default-scheduler", args.spread);
+            p["metadata"]["uid"] = json!(format!("uid-{i}"));
+            Ok(Arc::new(PodInfo::new(Arc::new(serde_json::from_value(p)?))))
+        })
+        .collect::<Result<_>>()?;
+    let framework = Framework::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut start = 0;
+    let t = Instant::now();
+    for p in pods {
+        let node = {
+            let snapshot = cache.snapshot();
+            framework.schedule(&p, &snapshot, &mut start, &mut rng).map_err(|e| anyhow::anyhow!("{e}"))?.node
+        };
+        cache.assume(p, &node);
+    }
+    Ok(args.pods as f64 / t.elapsed().as_secs_f64().max(1e-9))
+}
+
 /// Creates the nodes through the API, 64 at a time.
 async fn create_nodes(client: &Client, n: usize, zones: usize) -> Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
@@ -112,19 +164,7 @@ async fn create_nodes(client: &Client, n: usize, zones: usize) -> Result<()> {
                     return anyhow::Ok(());
                 }
                 let name = node_name(i);
-                let resources = json!({"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "500Gi"});
-                let status = json!({
-                    "capacity": resources, "allocatable": resources,
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "simulated"}],
-                });
-                let body = json!({
-                    "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "labels": {
-                        "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                        "topology.kubernetes.io/region": "bench", "topology.kubernetes.io/zone": format!("zone-{}", i % zones.max(1)),
-                    }},
-                    "status": status,
-                });
+                let body = node(i, zones);
                 let created = client.create("/api/v1/nodes", &body).await.with_context(|| format!("creating node {name}"))?;
                 if created.pointer("/status/allocatable").is_none() {
                     // A server that drops status on create gets it through the subresource.
@@ -161,29 +201,48 @@ fn pod(name: &str, scheduler: &str, spread: bool) -> Value {
 }
 
 /// Watches pods from `rv` on and records when each one's binding is observed;
-/// resolves when `total` bindings have been seen.
+/// resolves when `total` bindings have been seen. A watch that falls out of the
+/// server's window (410 Gone) catches up with a LIST, as an informer would; pods
+/// found bound there count as observed at that moment.
 fn watch_bindings(client: Client, rv: String, total: usize, bound: Arc<Mutex<HashMap<String, Instant>>>) -> tokio::task::JoinHandle<Result<()>> {
+    let saw = move |bound: &Mutex<HashMap<String, Instant>>, pod: &Value| -> bool {
+        if pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+            let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let mut b = bound.lock().unwrap();
+            b.entry(name).or_insert_with(Instant::now);
+            return b.len() >= total;
+        }
+        false
+    };
     tokio::spawn(async move {
         let mut rv = rv;
         loop {
             let path = format!("/api/v1/namespaces/default/pods?resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3600");
             let mut events = client.watch(&path).await.map_err(|e| anyhow::anyhow!("watching pods: {e}"))?;
+            let mut gone = false;
             while let Some(ev) = events.next().await {
                 let ev = ev.map_err(|e| anyhow::anyhow!("pod watch: {e}"))?;
+                if ev.kind == "ERROR" {
+                    gone = ev.object.get("code").and_then(Value::as_u64) == Some(410);
+                    break;
+                }
                 if let Some(v) = ev.object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                     rv = v.to_string();
                 }
-                if ev.kind != "MODIFIED" && ev.kind != "ADDED" {
-                    continue;
+                if (ev.kind == "MODIFIED" || ev.kind == "ADDED") && saw(&bound, &ev.object) {
+                    return Ok(());
                 }
-                if ev.object.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
-                    let name = ev.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-                    let mut b = bound.lock().unwrap();
-                    b.entry(name).or_insert_with(Instant::now);
-                    if b.len() >= total {
+            }
+            if gone {
+                let list = client.get("/api/v1/namespaces/default/pods").await.map_err(|e| anyhow::anyhow!("listing pods: {e}"))?;
+                for pod in list["items"].as_array().into_iter().flatten() {
+                    if saw(&bound, pod) {
                         return Ok(());
                     }
                 }
+                rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").to_string();
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     })
@@ -191,10 +250,12 @@ fn watch_bindings(client: Client, rv: String, total: usize, bound: Arc<Mutex<Has
 
 /// Creates `total` pods with `creators` concurrent clients, recording when each
 /// create was sent; `after_create` sees each created pod's name.
+#[allow(clippy::too_many_arguments)]
 async fn create_pods(
     client: &Client,
     total: usize,
     creators: usize,
+    rate: f64,
     scheduler: &str,
     spread: bool,
     sent: Arc<Mutex<HashMap<String, Instant>>>,
@@ -214,6 +275,9 @@ async fn create_pods(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
                     return anyhow::Ok(());
+                }
+                if rate > 0.0 {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(started + Duration::from_secs_f64(i as f64 / rate))).await;
                 }
                 let name = format!("pod-{i:06}");
                 sent.lock().unwrap().insert(name.clone(), Instant::now());
@@ -282,7 +346,7 @@ async fn baseline(args: &SchedulerArgs, dir: &std::path::Path) -> Result<Figures
         }
         anyhow::Ok(())
     });
-    let create_wall = create_pods(&phase.client, args.pods, args.creators, "bench-baseline", args.spread, sent.clone(), Some(tx)).await?;
+    let create_wall = create_pods(&phase.client, args.pods, args.creators, args.rate, "bench-baseline", args.spread, sent.clone(), Some(tx)).await?;
     binder.await??;
     tokio::time::timeout(Duration::from_secs(600), watcher).await.context("bindings were not all observed within 10 minutes")???;
     let f = figures(&sent.lock().unwrap(), &bound.lock().unwrap(), create_wall);
@@ -305,7 +369,7 @@ async fn scheduled(args: &SchedulerArgs, dir: &std::path::Path) -> Result<Figure
     let sent = Arc::new(Mutex::new(HashMap::new()));
     let bound = Arc::new(Mutex::new(HashMap::new()));
     let watcher = watch_bindings(phase.client.clone(), current_rv(&phase.client).await?, args.pods, bound.clone());
-    let create_wall = create_pods(&phase.client, args.pods, args.creators, "default-scheduler", args.spread, sent.clone(), None).await?;
+    let create_wall = create_pods(&phase.client, args.pods, args.creators, args.rate, "default-scheduler", args.spread, sent.clone(), None).await?;
     tokio::time::timeout(Duration::from_secs(600), watcher).await.context("bindings were not all observed within 10 minutes")???;
     let f = figures(&sent.lock().unwrap(), &bound.lock().unwrap(), create_wall);
     scheduler.abort();
@@ -318,15 +382,18 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     let root = args.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
-        "skiff bench scheduler: {} nodes in {} zones, {} pods by {} creators, bind parallelism {}{}; {} cores",
+        "skiff bench scheduler: {} nodes in {} zones, {} pods by {} creators{}, bind parallelism {}{}; {} cores",
         args.nodes,
         args.zones,
         args.pods,
         args.creators,
+        if args.rate > 0.0 { format!(" at {:.0}/s offered", args.rate) } else { " as fast as they go".to_string() },
         args.bind_parallelism,
         if args.spread { ", zone spread (ScheduleAnyway) on every pod" } else { "" },
         cores
     );
+    let per_sec = decisions(&args)?;
+    println!("decisions alone (framework in memory, no API):  {per_sec:>8.0} pods/s");
     let base = if args.no_baseline {
         None
     } else {

@@ -129,6 +129,53 @@ impl PreFilterState {
     }
 }
 
+/// Matching pods per domain value, for each constraint: over every node that has
+/// all the constraints' keys and passes the constraint's inclusion policies. A
+/// domain is listed (possibly with 0) as soon as one such node is in it.
+pub fn count_domains(pod: &PodInfo, constraints: &[Constraint], snapshot: &Snapshot<'_>) -> Vec<HashMap<String, i64>> {
+    let columns: Option<Vec<&crate::types::LabelColumn>> = constraints.iter().map(|c| snapshot.columns.get(&c.topology_key)).collect();
+    // Inclusion that holds for every node: no node constraints to honour, taints ignored.
+    let trivial = constraints.iter().all(|c| !c.honor_node_taints && (!c.honor_node_affinity || pod.required_node_affinity.is_empty()));
+    match columns {
+        Some(columns) if trivial && columns.iter().all(|col| col.ids.len() == snapshot.nodes.len()) => {
+            // Walk interned ids instead of label maps.
+            let mut by_id: Vec<Vec<Option<i64>>> = columns.iter().map(|col| vec![None; col.values.len()]).collect();
+            'nodes: for (idx, node) in snapshot.nodes.iter().enumerate() {
+                for col in &columns {
+                    if col.ids[idx] == crate::types::LabelColumn::MISSING {
+                        continue 'nodes;
+                    }
+                }
+                for (i, c) in constraints.iter().enumerate() {
+                    let n = count_on(node, c, &pod.namespace);
+                    *by_id[i][columns[i].ids[idx] as usize].get_or_insert(0) += n;
+                }
+            }
+            by_id
+                .into_iter()
+                .zip(&columns)
+                .map(|(counts, col)| counts.into_iter().enumerate().filter_map(|(id, n)| n.map(|n| (col.values[id].clone(), n))).collect())
+                .collect()
+        }
+        _ => {
+            let mut counts = vec![HashMap::new(); constraints.len()];
+            for node in snapshot.nodes {
+                if !has_all_keys(node, constraints) {
+                    continue;
+                }
+                for (i, c) in constraints.iter().enumerate() {
+                    if !c.includes(pod, node) {
+                        continue;
+                    }
+                    let n = count_on(node, c, &pod.namespace);
+                    bump(&mut counts[i], &node.labels()[&c.topology_key], n);
+                }
+            }
+            counts
+        }
+    }
+}
+
 pub struct PodTopologySpread;
 
 impl PreFilterPlugin for PodTopologySpread {
@@ -141,19 +188,7 @@ impl PreFilterPlugin for PodTopologySpread {
         if constraints.is_empty() {
             return (Status::skip(), None);
         }
-        let mut counts = vec![HashMap::new(); constraints.len()];
-        for node in snapshot.nodes {
-            if !has_all_keys(node, &constraints) {
-                continue;
-            }
-            for (i, c) in constraints.iter().enumerate() {
-                if !c.includes(pod, node) {
-                    continue;
-                }
-                let n = count_on(node, c, &pod.namespace);
-                bump(&mut counts[i], &node.labels()[&c.topology_key], n);
-            }
-        }
+        let counts = count_domains(pod, &constraints, snapshot);
         state.topology_spread = Some(PreFilterState { constraints, counts });
         (Status::success(), None)
     }
@@ -260,24 +295,28 @@ impl ScorePlugin for PodTopologySpread {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        if hostname.iter().all(|h| *h) {
-            // Per-node counts are taken in Score.
-            state.topology_spread_score = Some(s);
-            return Status::success();
-        }
-        for node in snapshot.nodes {
-            let labels = node.labels();
-            for (i, c) in s.constraints.iter().enumerate() {
+        // Counts over all nodes for the domains the feasible nodes are in; per-node
+        // (hostname) counts are taken in Score.
+        let zonal: Vec<Constraint> = s.constraints.iter().zip(&hostname).filter(|(_, h)| !**h).map(|(c, _)| c.clone()).collect();
+        if !zonal.is_empty() {
+            // Nodes must carry every key, hostname ones included (upstream's
+            // requireAllTopologies), so pass the hostname constraints' keys along.
+            let counts = if zonal.len() == s.constraints.len() {
+                count_domains(pod, &zonal, snapshot)
+            } else {
+                let all = count_domains(pod, &s.constraints, snapshot);
+                all.into_iter().zip(&hostname).filter(|(_, h)| !**h).map(|(c, _)| c).collect()
+            };
+            let mut k = 0;
+            for (i, _) in s.constraints.iter().enumerate() {
                 if hostname[i] {
                     continue;
                 }
-                // One lookup serves as the "has every key" check too.
-                let Some(value) = labels.get(&c.topology_key) else { break };
-                let Some(count) = s.pair_counts[s.slot[i]].get_mut(value.as_str()) else { continue };
-                if (s.constraints.len() > 1 && !has_all_keys(node, &s.constraints)) || !c.includes(pod, node) {
-                    continue;
+                let slot = s.slot[i];
+                for (value, count) in s.pair_counts[slot].iter_mut() {
+                    *count += counts[k].get(value).copied().unwrap_or(0);
                 }
-                *count += count_on(node, c, &pod.namespace);
+                k += 1;
             }
         }
         state.topology_spread_score = Some(s);
@@ -332,6 +371,7 @@ mod tests {
     use super::*;
     use crate::framework::tests::{info, Harness};
     use crate::testing::{selector, term, MakeNode, MakePod};
+    use std::collections::HashMap;
 
     const ZONE: &str = "topology.kubernetes.io/zone";
 
@@ -422,6 +462,30 @@ mod tests {
         assert_eq!(state.topology_spread.as_ref().unwrap().min_match(0), 0);
         assert!(!PodTopologySpread.filter(&state, &pod, &h.nodes[0]).is_success());
         assert!(PodTopologySpread.filter(&state, &pod, &h.nodes[2]).is_success());
+    }
+
+    #[test]
+    fn interned_columns_count_the_same_as_label_lookups() {
+        let mut h = three_zones()
+            .with_pod(web("w0").node("a").obj())
+            .with_pod(web("w1").node("a").obj())
+            .with_pod(MakePod::new("other").label("app", "db").node("b").obj());
+        h.nodes.push(NodeInfo::new(std::sync::Arc::new(MakeNode::new("zoneless").capacity("4", "8Gi").obj())));
+        h.index.insert("zoneless".into(), 3);
+        let fast = {
+            // Columns must match the node list.
+            let columns: HashMap<String, crate::types::LabelColumn> =
+                crate::framework::COLUMN_KEYS.iter().map(|k| (k.to_string(), crate::types::LabelColumn::build(&h.nodes, k))).collect();
+            h.columns = columns;
+            let pod = info(web("p").obj());
+            count_domains(&pod, &constraints(&pod, "DoNotSchedule"), &h.snapshot())
+        };
+        h.columns.clear();
+        let pod = info(web("p").obj());
+        let slow = count_domains(&pod, &constraints(&pod, "DoNotSchedule"), &h.snapshot());
+        assert_eq!(fast, slow);
+        let want: HashMap<String, i64> = [("a".to_string(), 2), ("b".to_string(), 0), ("c".to_string(), 0)].into_iter().collect();
+        assert_eq!(fast, vec![want]);
     }
 
     #[test]

@@ -323,7 +323,6 @@ mod tests {
         let s = c.snapshot();
         let names: Vec<&str> = s.order.iter().map(|i| s.nodes[*i].name.as_str()).collect();
         assert_eq!(names, vec!["a1", "b1", "c1", "a2", "c2", "a3"]);
-        drop(s);
         c.remove_node("a1");
         let s = c.snapshot();
         assert_eq!(s.order.len(), 5);

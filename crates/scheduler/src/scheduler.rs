@@ -277,7 +277,7 @@ impl Scheduler {
             while tasks.try_join_next().is_some() {}
             cycles += 1;
             // Give the informers and the API server (often on the same runtime) a turn.
-            if cycles % 32 == 0 {
+            if cycles.is_multiple_of(32) {
                 tokio::task::yield_now().await;
             }
         }
@@ -322,7 +322,6 @@ impl Scheduler {
         let decision = self.shared.framework.schedule(&pod, &snapshot, next_start, rng);
         match decision {
             Ok(r) => {
-                drop(snapshot);
                 cache.delete_nominated(&pod.uid);
                 cache.assume(pod.clone(), &r.node);
                 drop(st);
@@ -330,7 +329,6 @@ impl Scheduler {
                 tasks.spawn(self.clone().bind(qp, r.node));
             }
             Err(ScheduleError::NoNodes) => {
-                drop(snapshot);
                 cache.nominate(pod.clone(), None);
                 drop(st);
                 let msg = ScheduleError::NoNodes.to_string();
@@ -340,7 +338,6 @@ impl Scheduler {
             }
             Err(ScheduleError::Unfit(mut fit)) => {
                 let outcome = preemption::preempt(&self.shared.framework, &pod, &snapshot, &fit.diagnosis.node_to_status, rng);
-                drop(snapshot);
                 let nomination = match outcome {
                     Outcome::Preempt(c) => {
                         // Lower-priority pods nominated to the node may not fit any more.

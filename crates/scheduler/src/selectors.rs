@@ -260,7 +260,7 @@ mod tests {
         assert!(!NodeTerm::compile(&term(&[("zone", "NotIn", &["a"])])).matches("n1", &l));
         assert!(NodeTerm::compile(&term(&[("missing", "NotIn", &["a"])])).matches("n1", &l));
         assert!(NodeTerm::compile(&term(&[("zone", "Exists", &[])])).matches("n1", &l));
-        assert!(NodeTerm::compile(&term(&[("zone", "DoesNotExist", &[])])).matches("n1", &l) == false);
+        assert!(!NodeTerm::compile(&term(&[("zone", "DoesNotExist", &[])])).matches("n1", &l));
         assert!(NodeTerm::compile(&term(&[("gen", "Gt", &["4"])])).matches("n1", &l));
         assert!(!NodeTerm::compile(&term(&[("gen", "Lt", &["4"])])).matches("n1", &l));
         assert!(!NodeTerm::compile(&term(&[("zone", "Gt", &["4"])])).matches("n1", &l), "a non-integer label never compares");

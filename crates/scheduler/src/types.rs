@@ -75,7 +75,7 @@ impl AffinityTerm {
 
     /// Whether `pod` is one of the pods the term is about (`AffinityTerm.Matches`).
     pub fn matches(&self, pod: &PodInfo, namespaces: &NamespaceLabels) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
+        let ns_ok = self.namespaces.contains(&pod.namespace)
             || self.namespace_selector.as_ref().is_some_and(|s| s.matches(namespaces.get(&pod.namespace).unwrap_or(&NO_LABELS)));
         ns_ok && self.selector.matches(pod.labels())
     }

@@ -350,8 +350,7 @@ mod tests {
 
     #[test]
     fn scores_are_scaled_between_min_and_max() {
-        let mut state = CycleState::default();
-        state.inter_pod_affinity_score = Some(PreScoreState::default());
+        let state = CycleState { inter_pod_affinity_score: Some(PreScoreState::default()), ..Default::default() };
         let mut scores = vec![-10, 0, 30];
         InterPodAffinity.normalize(&state, &[], &mut scores);
         assert_eq!(scores, vec![0, 25, 100]);

@@ -58,6 +58,9 @@ struct Shared {
     /// The last name suffix handed out, so that names stay unique even when two
     /// events about one object are recorded within the same nanosecond.
     last_suffix: AtomicU64,
+    /// Events dropped because the queue was full; logged on the first drop and then
+    /// once per thousand, so a burst does not flood the log.
+    dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for EventRecorder {
@@ -111,7 +114,7 @@ impl EventRecorder {
                 None
             }
         };
-        EventRecorder { shared: Arc::new(Shared { component, host, tx, last_suffix: AtomicU64::new(0) }) }
+        EventRecorder { shared: Arc::new(Shared { component, host, tx, last_suffix: AtomicU64::new(0), dropped: AtomicU64::new(0) }) }
     }
 
     /// Records an event about `obj` (in the object's namespace, `default` for
@@ -158,7 +161,10 @@ impl EventRecorder {
         match tx.try_send(pending) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(p)) => {
-                tracing::warn!(component = %self.shared.component, object = %p.key.name, reason = %p.key.reason, "event queue full, dropping event");
+                let dropped = self.shared.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if dropped == 1 || dropped % 1000 == 0 {
+                    tracing::warn!(component = %self.shared.component, object = %p.key.name, reason = %p.key.reason, dropped, "event queue full, dropping events");
+                }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }

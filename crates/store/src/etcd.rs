@@ -397,14 +397,7 @@ impl EtcdStore {
         let probes: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(k.as_str(), Some(GetOptions::new().with_keys_only()))).collect();
         let txn = Txn::new().when(compares).and_then(puts).or_else(probes);
         let first = &items[0];
-        let response = self
-            .shared
-            .call(Retry::IfNotSent, |mut m| {
-                let txn = txn.clone();
-                async move { m.kv.txn(txn).await }
-            })
-            .await
-            .map_err(|f| self.write_error(f, &first.0, first.1.len()))?;
+        let response = self.txn(txn).await.map_err(|f| self.write_error(f, &first.0, first.1.len()))?;
         if response.succeeded() {
             return Ok(header_revision(response.header()));
         }
@@ -424,6 +417,17 @@ impl EtcdStore {
             return Err(StoreError::TooLarge { key: key.to_string(), size: value.len(), limit: self.config.max_value_size });
         }
         Ok(())
+    }
+
+    /// One transaction, retried only when etcd certainly never received it (a
+    /// retried conditional write could otherwise report a false conflict).
+    async fn txn(&self, txn: Txn) -> std::result::Result<etcd_client::TxnResponse, Failure> {
+        self.shared
+            .call(Retry::IfNotSent, |mut m| {
+                let txn = txn.clone();
+                async move { m.kv.txn(txn).await }
+            })
+            .await
     }
 
     fn write_error(&self, failure: Failure, key: &str, size: usize) -> StoreError {
@@ -554,14 +558,7 @@ impl Store for EtcdStore {
         self.check_write(key, &value)?;
         let full = self.shared.full_key(key);
         let txn = Txn::new().when([Compare::create_revision(full.as_str(), CompareOp::Equal, 0)]).and_then([TxnOp::put(full.as_str(), value.to_vec(), None)]);
-        let response = self
-            .shared
-            .call(Retry::IfNotSent, |mut m| {
-                let txn = txn.clone();
-                async move { m.kv.txn(txn).await }
-            })
-            .await
-            .map_err(|f| self.write_error(f, key, value.len()))?;
+        let response = self.txn(txn).await.map_err(|f| self.write_error(f, key, value.len()))?;
         if !response.succeeded() {
             return Err(StoreError::AlreadyExists { key: key.to_string() });
         }
@@ -580,14 +577,7 @@ impl Store for EtcdStore {
             ])
             .and_then([TxnOp::put(full.as_str(), value.to_vec(), Some(PutOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(full.as_str(), None)]);
-        let response = self
-            .shared
-            .call(Retry::IfNotSent, |mut m| {
-                let txn = txn.clone();
-                async move { m.kv.txn(txn).await }
-            })
-            .await
-            .map_err(|f| self.write_error(f, key, value.len()))?;
+        let response = self.txn(txn).await.map_err(|f| self.write_error(f, key, value.len()))?;
         let revision = header_revision(response.header());
         let ops = response.op_responses();
         if response.succeeded() {
@@ -613,14 +603,7 @@ impl Store for EtcdStore {
             .when(compares)
             .and_then([TxnOp::delete(full.as_str(), Some(DeleteOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(full.as_str(), None)]);
-        let response = self
-            .shared
-            .call(Retry::IfNotSent, |mut m| {
-                let txn = txn.clone();
-                async move { m.kv.txn(txn).await }
-            })
-            .await
-            .map_err(|f| f.into_store_error(None))?;
+        let response = self.txn(txn).await.map_err(|f| f.into_store_error(None))?;
         let revision = header_revision(response.header());
         let ops = response.op_responses();
         if response.succeeded() {

@@ -1,7 +1,10 @@
-//! The node agent. Today it has the simulated runtime ([`sim`]): nodes that register,
-//! heartbeat and "run" their pods instantly, for controller tests and scale
-//! benchmarks (what kwok is to Kubernetes).
+//! The node agent: the kubelet ([`kubelet`]) running pods on a container runtime
+//! ([`runtime`]: containerd over CRI, or host processes), and simulated nodes
+//! ([`sim`]) whose pods "run" instantly, for controller tests and scale benchmarks
+//! (what kwok is to Kubernetes).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod kubelet;
+pub mod runtime;
 pub mod sim;

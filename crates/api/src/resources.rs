@@ -17,6 +17,16 @@ pub enum Subresource {
     Eviction,
     /// `namespaces/finalize`.
     Finalize,
+    /// `pods/log`: a container's log, read from the node's agent.
+    Log,
+    /// `pods/exec`: a command in a container, streamed (WebSocket or SPDY).
+    Exec,
+    /// `pods/attach`: a running container's stdio, streamed.
+    Attach,
+    /// `pods/portforward`: TCP streams to the pod's ports.
+    PortForward,
+    /// `serviceaccounts/token`: an `authentication.k8s.io/v1` `TokenRequest`.
+    Token,
 }
 
 impl Subresource {
@@ -28,6 +38,11 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
             Subresource::Finalize => "finalize",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
+            Subresource::Token => "token",
         }
     }
 
@@ -38,6 +53,11 @@ impl Subresource {
             "binding" => Subresource::Binding,
             "eviction" => Subresource::Eviction,
             "finalize" => Subresource::Finalize,
+            "log" => Subresource::Log,
+            "exec" => Subresource::Exec,
+            "attach" => Subresource::Attach,
+            "portforward" => Subresource::PortForward,
+            "token" => Subresource::Token,
             _ => return None,
         })
     }
@@ -133,12 +153,12 @@ macro_rules! res {
 pub static RESOURCES: &[ResourceInfo] = &[
     // core/v1
     res!("", "v1", "Namespace", "namespaces", "namespace", false, short = ["ns"], cats = [], subs = [Status, Finalize], def = "io.k8s.api.core.v1.Namespace", generation = false),
-    res!("", "v1", "Pod", "pods", "pod", true, short = ["po"], cats = ["all"], subs = [Status, Binding, Eviction], def = "io.k8s.api.core.v1.Pod", generation = false),
+    res!("", "v1", "Pod", "pods", "pod", true, short = ["po"], cats = ["all"], subs = [Status, Binding, Eviction, Log, Exec, Attach, PortForward], def = "io.k8s.api.core.v1.Pod", generation = false),
     res!("", "v1", "Service", "services", "service", true, short = ["svc"], cats = ["all"], subs = [Status], def = "io.k8s.api.core.v1.Service", generation = false),
     res!("", "v1", "Endpoints", "endpoints", "endpoints", true, short = ["ep"], cats = [], subs = [], def = "io.k8s.api.core.v1.Endpoints", generation = false),
     res!("", "v1", "ConfigMap", "configmaps", "configmap", true, short = ["cm"], cats = [], subs = [], def = "io.k8s.api.core.v1.ConfigMap", generation = false),
     res!("", "v1", "Secret", "secrets", "secret", true, short = [], cats = [], subs = [], def = "io.k8s.api.core.v1.Secret", generation = false),
-    res!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, short = ["sa"], cats = [], subs = [], def = "io.k8s.api.core.v1.ServiceAccount", generation = false),
+    res!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, short = ["sa"], cats = [], subs = [Token], def = "io.k8s.api.core.v1.ServiceAccount", generation = false),
     res!("", "v1", "Node", "nodes", "node", false, short = ["no"], cats = [], subs = [Status], def = "io.k8s.api.core.v1.Node", generation = false),
     res!("", "v1", "Event", "events", "event", true, short = ["ev"], cats = [], subs = [], def = "io.k8s.api.core.v1.Event", generation = false),
     res!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, short = ["pv"], cats = [], subs = [Status], def = "io.k8s.api.core.v1.PersistentVolume", generation = false),

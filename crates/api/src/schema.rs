@@ -43,6 +43,8 @@ fn build() -> Schemas {
         node::v1::RuntimeClass,
         policy::v1::PodDisruptionBudget,
         scheduling::v1::PriorityClass,
+        k8s_openapi::api::storage::v1::StorageClass,
+        k8s_openapi::api::authentication::v1::TokenRequest,
         k8s_openapi::api::autoscaling::v1::Scale, policy::v1::Eviction,
         metav1::ListMeta,
         metav1::Status, metav1::DeleteOptions, metav1::APIResourceList,

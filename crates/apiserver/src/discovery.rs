@@ -18,6 +18,9 @@ fn sub_verbs(s: Subresource) -> Vec<&'static str> {
         Subresource::Status | Subresource::Scale => vec!["get", "patch", "update"],
         Subresource::Binding | Subresource::Eviction => vec!["create"],
         Subresource::Finalize => vec!["update"],
+        Subresource::Log => vec!["get"],
+        Subresource::Exec | Subresource::Attach | Subresource::PortForward => vec!["create", "get"],
+        Subresource::Token => vec!["create"],
     }
 }
 
@@ -26,6 +29,10 @@ fn sub_kind(res: &ResourceInfo, s: Subresource) -> (&'static str, &'static str, 
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
+        Subresource::Exec => ("", "v1", "PodExecOptions"),
+        Subresource::Attach => ("", "v1", "PodAttachOptions"),
+        Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (res.group, res.version, res.kind),
     }
 }

@@ -26,6 +26,7 @@ pub(crate) const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Watch
 pub(crate) const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
 pub(crate) const BINDING: &str = "io.k8s.api.core.v1.Binding";
 pub(crate) const EVICTION: &str = "io.k8s.api.policy.v1.Eviction";
+pub(crate) const TOKEN_REQUEST: &str = "io.k8s.api.authentication.v1.TokenRequest";
 const INT_OR_STRING: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
 const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
 const RAW_EXTENSION: &str = "io.k8s.apimachinery.pkg.runtime.RawExtension";
@@ -194,6 +195,9 @@ pub(crate) fn document_schemas(
                 Subresource::Binding => tag(BINDING.into(), gvk("", "v1", "Binding")),
                 Subresource::Eviction => tag(EVICTION.into(), gvk("policy", "v1", "Eviction")),
                 Subresource::Status | Subresource::Finalize => {}
+                // Streaming subresources have no body schema.
+                Subresource::Token => tag(TOKEN_REQUEST.into(), gvk("authentication.k8s.io", "v1", "TokenRequest")),
+                Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward => {}
             }
         }
     }

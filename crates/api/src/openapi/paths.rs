@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::components::{gvk, list_definition, reference, BINDING, DELETE_OPTIONS, EVICTION, PATCH, SCALE, STATUS, WATCH_EVENT};
+use super::components::{gvk, list_definition, reference, BINDING, DELETE_OPTIONS, EVICTION, PATCH, SCALE, STATUS, TOKEN_REQUEST, WATCH_EVENT};
 use crate::resources::{self, ResourceInfo, Subresource};
 
 /// The media types a response is offered in.
@@ -236,6 +236,29 @@ impl Resource {
                     "put",
                     self.replace(format!("replace{gv}{sk}Finalize"), format!("replace finalize of the specified {kind}"), res.definition, &self.gvk),
                 ),
+                Subresource::Token => single(
+                    "post",
+                    self.create_sub(
+                        format!("create{gv}{sk}Token"),
+                        format!("create token of a {kind}"),
+                        TOKEN_REQUEST,
+                        &gvk("authentication.k8s.io", "v1", "TokenRequest"),
+                    ),
+                ),
+                Subresource::Log => single("get", self.connect("get", format!("read{gv}{sk}Log"), format!("read log of the specified {kind}"), "Pod")),
+                Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
+                    let (suffix, options) = match sub {
+                        Subresource::Exec => ("Exec", "PodExecOptions"),
+                        Subresource::Attach => ("Attach", "PodAttachOptions"),
+                        _ => ("Portforward", "PodPortForwardOptions"),
+                    };
+                    let mut ops = Map::new();
+                    for (method, verb) in [("get", "Get"), ("post", "Post")] {
+                        let id = format!("connect{verb}{gv}{sk}{suffix}");
+                        ops.insert(method.into(), self.connect("connect", id, format!("connect {method} requests to {} of {kind}", sub.name()), options));
+                    }
+                    ops
+                }
             };
             self.insert(paths, &path, ops, &item_params);
         }
@@ -289,6 +312,19 @@ impl Resource {
         op.insert(
             "responses".into(),
             responses(&[("200", "OK"), ("201", "Created"), ("202", "Accepted")], schema, false),
+        );
+        Value::Object(op)
+    }
+}
+
+impl Resource {
+    /// A streaming operation (`pods/log`, `pods/exec`…): the body is text or an
+    /// upgraded connection, so the response is a plain string.
+    fn connect(&self, action: &str, id: String, description: String, kind: &str) -> Value {
+        let mut op = self.operation(action, id, description, &gvk("", "v1", kind));
+        op.insert(
+            "responses".into(),
+            json!({ "200": { "description": "OK", "content": { "*/*": { "schema": { "type": "string" } } } }, "401": { "description": "Unauthorized" } }),
         );
         Value::Object(op)
     }

@@ -50,6 +50,7 @@ pub fn apply_defaults(res: &ResourceInfo, obj: &mut Value) {
         ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(obj),
         ("policy", "PodDisruptionBudget") => pod_disruption_budget(obj),
         ("scheduling.k8s.io", "PriorityClass") => priority_class(obj),
+        ("storage.k8s.io", "StorageClass") => storage_class(obj),
         _ => {}
     }
 }
@@ -564,6 +565,15 @@ fn priority_class(obj: &mut Value) {
     or_set(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
 }
 
+// === storage.k8s.io/v1 ===
+
+/// `SetDefaults_StorageClass`: volumes are deleted with their claims and bound as
+/// soon as the claim exists, unless the class says otherwise.
+fn storage_class(obj: &mut Value) {
+    or_set(obj, "reclaimPolicy", json!("Delete"));
+    or_set(obj, "volumeBindingMode", json!("Immediate"));
+}
+
 // === apps/v1 ===
 
 /// `SetDefaults_Deployment`.
@@ -991,6 +1001,14 @@ mod tests {
         assert_eq!((pc["value"].clone(), pc["preemptionPolicy"].clone()), (json!(0), json!("PreemptLowerPriority")));
         let never = defaulted("scheduling.k8s.io", "PriorityClass", json!({"value": 5, "preemptionPolicy": "Never"}));
         assert_eq!((never["value"].clone(), never["preemptionPolicy"].clone()), (json!(5), json!("Never")));
+    }
+
+    #[test]
+    fn storage_classes_delete_their_volumes_and_bind_at_once_by_default() {
+        let sc = defaulted("storage.k8s.io", "StorageClass", json!({"metadata": {"name": "fast"}, "provisioner": "example.com/disk"}));
+        assert_eq!((sc["reclaimPolicy"].clone(), sc["volumeBindingMode"].clone()), (json!("Delete"), json!("Immediate")));
+        let kept = defaulted("storage.k8s.io", "StorageClass", json!({"reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer"}));
+        assert_eq!((kept["reclaimPolicy"].clone(), kept["volumeBindingMode"].clone()), (json!("Retain"), json!("WaitForFirstConsumer")));
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! - [`admission`]: what the built-in admission plugins decide (priority, limit
 //!   ranges, quota, the eviction budget check), over objects the server hands in.
 //! - [`pod_resources`]: a pod's summed requests and limits, and its QoS class.
+//! - [`storage`]: how claims, volumes and classes match, the annotations the volume
+//!   controller, provisioners and scheduler share, and the built-in `local-path` class.
 //! - [`patch`]: JSON, merge, strategic-merge patch and server-side apply, with
 //!   the patch metadata of every built-in list ([`patch::meta`]).
 //! - [`table`]: server-side `Table` columns, as `kubectl get` prints them.
@@ -37,6 +39,7 @@ pub mod resources;
 pub mod schema;
 pub mod selector;
 pub mod status;
+pub mod storage;
 pub mod table;
 pub mod validation;
 pub mod yaml;

@@ -186,6 +186,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, short = ["pdb"], cats = [], subs = [Status], def = "io.k8s.api.policy.v1.PodDisruptionBudget", generation = true),
     // scheduling.k8s.io/v1
     res!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, short = ["pc"], cats = [], subs = [], def = "io.k8s.api.scheduling.v1.PriorityClass", generation = false),
+    // storage.k8s.io/v1
+    res!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, short = ["sc"], cats = [], subs = [], def = "io.k8s.api.storage.v1.StorageClass", generation = false),
 ];
 
 /// Looks a resource up by group, version and plural name.
@@ -243,7 +245,7 @@ mod tests {
     #[test]
     fn cluster_scoped_kinds_are_the_upstream_ones() {
         let cluster: Vec<_> = RESOURCES.iter().filter(|r| !r.namespaced).map(|r| r.kind).collect();
-        assert_eq!(cluster, ["Namespace", "Node", "PersistentVolume", "RuntimeClass", "PriorityClass"]);
+        assert_eq!(cluster, ["Namespace", "Node", "PersistentVolume", "RuntimeClass", "PriorityClass", "StorageClass"]);
     }
 
     #[test]

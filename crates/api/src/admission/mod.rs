@@ -13,6 +13,7 @@
 //! - [`quota`]: what an object counts against a ResourceQuota, and the refusal
 //!   when a create would exceed one.
 //! - [`eviction`]: the disruption-budget check of `pods/eviction`.
+//! - [`default_storage_class`]: the default StorageClass of claims that name none.
 //! - [`default_service_account`]: the ServiceAccount plugin's defaulting.
 //! - [`default_toleration_seconds`]: how long pods stay on unready or unreachable nodes.
 
@@ -20,6 +21,7 @@ use serde_json::{json, Value};
 
 use crate::{ResourceInfo, StatusError};
 
+pub mod default_storage_class;
 pub mod eviction;
 pub mod limit_range;
 pub mod priority;
@@ -87,6 +89,82 @@ pub fn default_service_account(pod: &mut Value) {
     }
     spec.insert("serviceAccountName".into(), json!(name));
     spec.insert("serviceAccount".into(), json!(name));
+}
+
+/// Where containers find their service account's credentials.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount plugin's token mount: unless the pod (or, when the pod does
+/// not say, its service account) opts out with `automountServiceAccountToken:
+/// false`, a projected `kube-api-access-<suffix>` volume (a bound token refreshed by
+/// the kubelet, the cluster CA from `kube-root-ca.crt`, and the namespace) is added
+/// and mounted read-only at [`SERVICE_ACCOUNT_MOUNT_PATH`] in every container that
+/// does not mount something there already. `suffix` is upstream's five random
+/// characters. Mirror pods are left alone.
+pub fn mount_service_account_token(pod: &mut Value, account_automount: Option<bool>, suffix: &str) {
+    if pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some() {
+        return;
+    }
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let automount = spec.get("automountServiceAccountToken").and_then(Value::as_bool).or(account_automount).unwrap_or(true);
+    if !automount {
+        return;
+    }
+    let mounts_path = |c: &Value| {
+        c.get("volumeMounts").and_then(Value::as_array).is_some_and(|ms| ms.iter().any(|m| m.get("mountPath").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_MOUNT_PATH)))
+    };
+    let kinds = ["initContainers", "containers"];
+    let needs: bool = kinds.iter().any(|k| spec.get(*k).and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| !mounts_path(c))));
+    if !needs {
+        return;
+    }
+    // A pod that already has such a volume (re-admitted, or written by hand) reuses it.
+    let existing = spec.get("volumes").and_then(Value::as_array).and_then(|vs| {
+        vs.iter().find_map(|v| {
+            let name = v.get("name").and_then(Value::as_str)?;
+            (name.starts_with("kube-api-access-") && v.get("projected").is_some()).then(|| name.to_string())
+        })
+    });
+    let name = match existing {
+        Some(n) => n,
+        None => {
+            let name = format!("kube-api-access-{suffix}");
+            let volume = json!({
+                "name": name,
+                "projected": {
+                    "defaultMode": 420,
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+                    ]
+                }
+            });
+            match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+                Some(vs) => vs.push(volume),
+                None => {
+                    spec.insert("volumes".into(), json!([volume]));
+                }
+            }
+            name
+        }
+    };
+    for k in kinds {
+        let Some(cs) = spec.get_mut(k).and_then(Value::as_array_mut) else { continue };
+        for c in cs.iter_mut() {
+            if mounts_path(c) {
+                continue;
+            }
+            let Some(c) = c.as_object_mut() else { continue };
+            let mount = json!({"name": name, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH});
+            match c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                Some(ms) => ms.push(mount),
+                None => {
+                    c.insert("volumeMounts".into(), json!([mount]));
+                }
+            }
+        }
+    }
 }
 
 /// How long pods stay bound to a node that turned unready or unreachable before the
@@ -169,4 +247,32 @@ mod tests {
         default_toleration_seconds(&mut again);
         assert_eq!(again, p);
     }
+    #[test]
+    fn pods_get_a_projected_token_volume_mounted_in_every_container() {
+        let mut p = json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "volumeMounts": [{"name": "own", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]}], "initContainers": [{"name": "i"}]}});
+        mount_service_account_token(&mut p, None, "x7k2q");
+        assert_eq!(p["spec"]["volumes"][0]["name"], "kube-api-access-x7k2q");
+        assert_eq!(p["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["path"], "token");
+        assert_eq!(p["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], SERVICE_ACCOUNT_MOUNT_PATH);
+        assert_eq!(p["spec"]["containers"][1]["volumeMounts"].as_array().unwrap().len(), 1, "a container mounting the path keeps its own");
+        assert_eq!(p["spec"]["initContainers"][0]["volumeMounts"][0]["readOnly"], true);
+        // Admitting again changes nothing.
+        let before = p.clone();
+        mount_service_account_token(&mut p, None, "other");
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn automount_false_on_the_pod_or_its_account_skips_the_token() {
+        let mut p = json!({"spec": {"automountServiceAccountToken": false, "containers": [{"name": "a"}]}});
+        mount_service_account_token(&mut p, Some(true), "abcde");
+        assert!(p["spec"].get("volumes").is_none());
+        let mut p = json!({"spec": {"containers": [{"name": "a"}]}});
+        mount_service_account_token(&mut p, Some(false), "abcde");
+        assert!(p["spec"].get("volumes").is_none());
+        let mut p = json!({"spec": {"automountServiceAccountToken": true, "containers": [{"name": "a"}]}});
+        mount_service_account_token(&mut p, Some(false), "abcde");
+        assert_eq!(p["spec"]["volumes"][0]["name"], "kube-api-access-abcde");
+    }
+
 }

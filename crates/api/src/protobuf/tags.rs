@@ -1182,11 +1182,75 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         Keep(7, "conditions"),
     ]),
     ("io.k8s.api.scheduling.v1.PriorityClass", &[
-        Keep(1, "metadata"), Keep(2, "value"), OmitZero(3, "globalDefault"), OmitZero(4, "description"),
-        Keep(5, "preemptionPolicy"),
+        Keep(1, "metadata"), Keep(2, "value"), OmitZero(3, "globalDefault"),
+        OmitZero(4, "description"), Keep(5, "preemptionPolicy"),
     ]),
     ("io.k8s.api.scheduling.v1.PriorityClassList", &[
         Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.storage.v1.CSIDriver", &[
+        Keep(1, "metadata"), Keep(2, "spec"),
+    ]),
+    ("io.k8s.api.storage.v1.CSIDriverList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.storage.v1.CSIDriverSpec", &[
+        Keep(1, "attachRequired"), Keep(2, "podInfoOnMount"), Keep(3, "volumeLifecycleModes"),
+        Keep(4, "storageCapacity"), Keep(5, "fsGroupPolicy"), Keep(6, "tokenRequests"),
+        Keep(7, "requiresRepublish"), Keep(8, "seLinuxMount"),
+        Keep(9, "nodeAllocatableUpdatePeriodSeconds"),
+    ]),
+    ("io.k8s.api.storage.v1.CSINode", &[
+        Keep(1, "metadata"), Keep(2, "spec"),
+    ]),
+    ("io.k8s.api.storage.v1.CSINodeDriver", &[
+        Keep(1, "name"), Keep(2, "nodeID"), Keep(3, "topologyKeys"), Keep(4, "allocatable"),
+    ]),
+    ("io.k8s.api.storage.v1.CSINodeList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.storage.v1.CSINodeSpec", &[
+        Keep(1, "drivers"),
+    ]),
+    ("io.k8s.api.storage.v1.CSIStorageCapacity", &[
+        Keep(1, "metadata"), Keep(2, "nodeTopology"), Keep(3, "storageClassName"),
+        Keep(4, "capacity"), Keep(5, "maximumVolumeSize"),
+    ]),
+    ("io.k8s.api.storage.v1.CSIStorageCapacityList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.storage.v1.StorageClass", &[
+        Keep(1, "metadata"), Keep(2, "provisioner"), Keep(3, "parameters"),
+        Keep(4, "reclaimPolicy"), Keep(5, "mountOptions"), Keep(6, "allowVolumeExpansion"),
+        Keep(7, "volumeBindingMode"), Keep(8, "allowedTopologies"),
+    ]),
+    ("io.k8s.api.storage.v1.StorageClassList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.storage.v1.TokenRequest", &[
+        Keep(1, "audience"), Keep(2, "expirationSeconds"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeAttachment", &[
+        Keep(1, "metadata"), Keep(2, "spec"), Keep(3, "status"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeAttachmentList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeAttachmentSource", &[
+        Keep(1, "persistentVolumeName"), Keep(2, "inlineVolumeSpec"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeAttachmentSpec", &[
+        Keep(1, "attacher"), Keep(2, "source"), Keep(3, "nodeName"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeAttachmentStatus", &[
+        Keep(1, "attached"), Keep(2, "attachmentMetadata"), Keep(3, "attachError"),
+        Keep(4, "detachError"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeError", &[
+        Keep(1, "time"), OmitZero(2, "message"), Keep(3, "errorCode"),
+    ]),
+    ("io.k8s.api.storage.v1.VolumeNodeResources", &[
+        Keep(1, "count"),
     ]),
     ("io.k8s.apimachinery.pkg.apis.meta.v1.APIGroup", &[
         Keep(1, "name"), Keep(2, "versions"), Keep(3, "preferredVersion"),

@@ -1,5 +1,5 @@
-//! Printers of `discovery.k8s.io`, `coordination.k8s.io`, `node.k8s.io`, `policy` and
-//! `scheduling.k8s.io`.
+//! Printers of `discovery.k8s.io`, `coordination.k8s.io`, `node.k8s.io`, `policy`,
+//! `scheduling.k8s.io` and `storage.k8s.io`.
 
 use serde_json::Value;
 
@@ -120,4 +120,34 @@ pub(super) fn priority_class_columns() -> Vec<Column> {
 pub(super) fn priority_class_cells(pc: &Value, now: jiff::Timestamp) -> Vec<Value> {
     let policy = opt_str_at(pc, "/preemptionPolicy").unwrap_or("Unknown");
     vec![name(pc).into(), int_at(pc, "/value").into(), bool_at(pc, "/globalDefault").into(), age(pc, now).into(), policy.into()]
+}
+
+// === StorageClass ===
+
+pub(super) fn storage_class_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Provisioner", "string", "provisioner indicates the type of the provisioner."),
+        col("ReclaimPolicy", "string", "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class. Defaults to Delete."),
+        col("VolumeBindingMode", "string", "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.  When unset, VolumeBindingImmediate is used. This field is only honored by servers that enable the VolumeScheduling feature."),
+        col("AllowVolumeExpansion", "string", "allowVolumeExpansion shows whether the storage class allow volume expand."),
+        AGE,
+    ]
+}
+
+/// `printStorageClass`: the default class is marked after its name; unset policies
+/// print as their defaults.
+pub(super) fn storage_class_cells(sc: &Value, now: jiff::Timestamp) -> Vec<Value> {
+    let mut shown = name(sc).to_string();
+    if crate::storage::is_default_class(sc) {
+        shown.push_str(" (default)");
+    }
+    vec![
+        shown.into(),
+        str_at(sc, "/provisioner").into(),
+        opt_str_at(sc, "/reclaimPolicy").unwrap_or("Delete").into(),
+        opt_str_at(sc, "/volumeBindingMode").unwrap_or("Immediate").into(),
+        bool_at(sc, "/allowVolumeExpansion").into(),
+        age(sc, now).into(),
+    ]
 }

@@ -11,8 +11,8 @@
 //! - [`core`]: the core/v1 kinds, plus `events.k8s.io` Events (upstream prints
 //!   them with the core Event printer, as they share storage).
 //! - [`workloads`]: `apps/v1` and `batch/v1`.
-//! - [`cluster`]: EndpointSlices, Leases, RuntimeClasses, PodDisruptionBudgets and
-//!   PriorityClasses.
+//! - [`cluster`]: EndpointSlices, Leases, RuntimeClasses, PodDisruptionBudgets,
+//!   PriorityClasses and StorageClasses.
 //!
 //! Cells are computed from the JSON as stored and never panic: a missing field
 //! prints as upstream prints the zero value of the Go type.
@@ -94,6 +94,7 @@ fn printer(res: &ResourceInfo) -> Printer {
         ("node.k8s.io", "RuntimeClass") => p(cluster::runtime_class_columns, cluster::runtime_class_cells),
         ("policy", "PodDisruptionBudget") => p(cluster::pod_disruption_budget_columns, cluster::pod_disruption_budget_cells),
         ("scheduling.k8s.io", "PriorityClass") => p(cluster::priority_class_columns, cluster::priority_class_cells),
+        ("storage.k8s.io", "StorageClass") => p(cluster::storage_class_columns, cluster::storage_class_cells),
         // Kinds without a printer upstream (LimitRange among the served ones) get
         // the apiserver's default table.
         _ => p(default_columns, default_cells),

@@ -450,3 +450,18 @@ fn priority_classes_print_value_default_and_policy() {
     assert_eq!(cell(&pc, "PreemptionPolicy"), "PreemptLowerPriority");
     assert_eq!(cell(&row("scheduling.k8s.io", "priorityclasses", json!({})), "PreemptionPolicy"), "Unknown");
 }
+
+#[test]
+fn storage_classes_mark_the_default_and_print_unset_policies_as_their_defaults() {
+    let sc = row(
+        "storage.k8s.io",
+        "storageclasses",
+        json!({"metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "skiff.io/local-path", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"}),
+    );
+    assert_eq!(sc.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["Name", "Provisioner", "ReclaimPolicy", "VolumeBindingMode", "AllowVolumeExpansion", "Age"]);
+    assert_eq!(cell(&sc, "Name"), "local-path (default)");
+    assert_eq!((cell(&sc, "Provisioner"), cell(&sc, "VolumeBindingMode"), cell(&sc, "AllowVolumeExpansion")), (json!("skiff.io/local-path"), json!("WaitForFirstConsumer"), json!(false)));
+    let bare = row("storage.k8s.io", "storageclasses", json!({"metadata": {"name": "slow"}, "provisioner": "example.com/nfs", "allowVolumeExpansion": true}));
+    assert_eq!((cell(&bare, "Name"), cell(&bare, "ReclaimPolicy"), cell(&bare, "VolumeBindingMode")), (json!("slow"), json!("Delete"), json!("Immediate")));
+    assert_eq!(cell(&bare, "AllowVolumeExpansion"), true);
+}

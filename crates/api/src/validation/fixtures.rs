@@ -181,6 +181,10 @@ pub(crate) fn fixture(res: &ResourceInfo) -> Value {
         ("scheduling.k8s.io", "PriorityClass") => {
             json!({"metadata": meta("high-priority", None), "value": 1000000, "globalDefault": false, "description": "For the web tier.", "preemptionPolicy": "Never"})
         }
+        ("storage.k8s.io", "StorageClass") => json!({"metadata": meta("fast", None), "provisioner": "skiff.io/local-path",
+            "parameters": {"nodePath": "/var/lib/skiff/storage"}, "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer",
+            "allowVolumeExpansion": false, "mountOptions": ["noatime"],
+            "allowedTopologies": [{"matchLabelExpressions": [{"key": "topology.kubernetes.io/zone", "values": ["a", "b"]}]}]}),
         (group, kind) => panic!("no fixture for {group}/{kind}; add one when adding a resource"),
     };
     obj["apiVersion"] = json!(res.api_version());

@@ -78,6 +78,7 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cau
         ("node.k8s.io", "RuntimeClass") => other::validate_runtime_class(obj, old, e),
         ("policy", "PodDisruptionBudget") => other::validate_pod_disruption_budget(obj, old, e),
         ("scheduling.k8s.io", "PriorityClass") => other::validate_priority_class(obj, old, e),
+        ("storage.k8s.io", "StorageClass") => other::validate_storage_class(obj, old, e),
         _ => {
             if let Some(old) = old {
                 meta::object_meta_update(obj, old, e);

@@ -1,6 +1,6 @@
 //! The small groups: discovery.k8s.io EndpointSlice, coordination.k8s.io Lease,
-//! node.k8s.io RuntimeClass, policy/v1 PodDisruptionBudget and scheduling.k8s.io
-//! PriorityClass.
+//! node.k8s.io RuntimeClass, policy/v1 PodDisruptionBudget, scheduling.k8s.io
+//! PriorityClass and storage.k8s.io StorageClass.
 
 use std::collections::HashSet;
 
@@ -288,6 +288,119 @@ pub(crate) fn validate_priority_class(obj: &Value, old: Option<&Value>, errs: &m
     }
 }
 
+// === StorageClass ===
+
+/// Parameters may hold at most this many keys...
+const MAX_PROVISIONER_PARAMETERS: usize = 512;
+/// ...and this many bytes of keys and values together.
+const MAX_PROVISIONER_PARAMETER_BYTES: usize = 256 * 1024;
+
+/// `ValidateStorageClass` and, on updates, `ValidateStorageClassUpdate`: the
+/// provisioner, its parameters, the reclaim policy and the binding mode are fixed
+/// once the class exists, because volumes were already made by them.
+pub(crate) fn validate_storage_class(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
+    meta::object_meta(obj, false, NameRule::Subdomain, errs);
+    let provisioner = obj.str_or_empty("provisioner");
+    if provisioner.is_empty() {
+        errs.push(Cause::required("provisioner"));
+    } else {
+        qualified(&provisioner.to_lowercase(), &Path::new("provisioner"), errs);
+    }
+    storage_class_parameters(obj.get_obj("parameters"), errs);
+    if let Some(policy) = obj.get_str("reclaimPolicy").filter(|p| !p.is_empty()) {
+        if !matches!(policy, "Delete" | "Retain") {
+            errs.push(Cause::not_supported("reclaimPolicy", &Value::from(policy), &["Delete", "Retain"]));
+        }
+    }
+    match obj.get("volumeBindingMode").filter(|v| !v.is_null()) {
+        None => errs.push(Cause::required("volumeBindingMode")),
+        Some(mode) => {
+            let mode = mode.as_str().unwrap_or("");
+            if !matches!(mode, "Immediate" | "WaitForFirstConsumer") {
+                errs.push(Cause::not_supported("volumeBindingMode", &Value::from(mode), &["Immediate", "WaitForFirstConsumer"]));
+            }
+        }
+    }
+    allowed_topologies(obj.get_arr("allowedTopologies"), &Path::new("allowedTopologies"), errs);
+    let Some(old) = old else { return };
+    meta::object_meta_update(obj, old, errs);
+    if obj.get("parameters") != old.get("parameters") {
+        errs.push(Cause::forbidden("parameters", "updates to parameters are forbidden."));
+    }
+    if provisioner != old.str_or_empty("provisioner") {
+        errs.push(Cause::forbidden("provisioner", "updates to provisioner are forbidden."));
+    }
+    if obj.str_or_empty("reclaimPolicy") != old.str_or_empty("reclaimPolicy") {
+        errs.push(Cause::forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."));
+    }
+    let (n, o) = (obj.get("volumeBindingMode").unwrap_or(&NULL), old.get("volumeBindingMode").unwrap_or(&NULL));
+    if n != o {
+        errs.push(immutable(&Path::new("volumeBindingMode"), n));
+    }
+}
+
+fn storage_class_parameters(params: Option<&serde_json::Map<String, Value>>, errs: &mut Errs) {
+    let Some(params) = params else { return };
+    if params.len() > MAX_PROVISIONER_PARAMETERS {
+        errs.push(Cause::too_long("parameters", MAX_PROVISIONER_PARAMETERS));
+        return;
+    }
+    let mut total = 0;
+    for (k, v) in params {
+        if k.is_empty() {
+            errs.push(Cause::invalid("parameters", &Value::from(""), "field can not be empty."));
+        }
+        total += k.len() + v.as_str().map_or(0, str::len);
+    }
+    if total > MAX_PROVISIONER_PARAMETER_BYTES {
+        errs.push(Cause::too_long("parameters", MAX_PROVISIONER_PARAMETER_BYTES));
+    }
+}
+
+/// `validateAllowedTopologies`: each term's keys are label names with distinct,
+/// non-empty value sets, and no two terms are the same. Upstream seeds its list of
+/// seen terms with one empty entry per term, so an empty term counts as a repeat of
+/// each of them; that is kept, as users see it.
+fn allowed_topologies(terms: &[Value], path: &Path, errs: &mut Errs) {
+    use std::collections::{BTreeMap, BTreeSet};
+    if terms.is_empty() {
+        return;
+    }
+    let mut seen: Vec<BTreeMap<String, BTreeSet<String>>> = vec![BTreeMap::new(); terms.len()];
+    for (i, term) in terms.iter().enumerate() {
+        let tp = path.index(i);
+        let ep = tp.child("matchLabelExpressions");
+        let mut exprs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (j, req) in term.get_arr("matchLabelExpressions").iter().enumerate() {
+            let rp = ep.index(j);
+            let key = req.str_or_empty("key");
+            let vp = rp.child("values");
+            let values = req.get_arr("values");
+            if values.is_empty() {
+                errs.push(Cause::required(&vp));
+            }
+            let mut set = BTreeSet::new();
+            for (k, v) in values.iter().enumerate() {
+                let v = v.as_str().unwrap_or("");
+                if !set.insert(v.to_string()) {
+                    errs.push(Cause::duplicate(&vp.index(k), &Value::from(v)));
+                }
+            }
+            meta::label_key(key, &rp.child("key"), errs);
+            if exprs.contains_key(key) {
+                errs.push(Cause::duplicate(&rp.child("key"), &Value::from(key)));
+            }
+            exprs.insert(key.to_string(), set);
+        }
+        for earlier in &seen {
+            if *earlier == exprs {
+                errs.push(Cause::duplicate(&ep, &Value::from("")));
+            }
+        }
+        seen.push(exprs);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,5 +530,66 @@ mod tests {
         );
         let described = json!({"metadata": {"name": "high"}, "value": 1000, "preemptionPolicy": "PreemptLowerPriority", "description": "x"});
         assert!(check(validate_priority_class, &described, Some(&old)).is_empty());
+    }
+
+    fn class(extra: Value) -> Value {
+        let mut c = json!({"metadata": {"name": "fast"}, "provisioner": "skiff.io/local-path", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    #[test]
+    fn storage_classes_need_a_qualified_provisioner_and_known_policies() {
+        assert!(check(validate_storage_class, &class(json!({})), None).is_empty());
+        let bad = class(json!({"provisioner": "", "reclaimPolicy": "Recycle", "volumeBindingMode": "Later"}));
+        let lines: Vec<String> = check(validate_storage_class, &bad, None).iter().map(|c| c.line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "provisioner: Required value".to_string(),
+                "reclaimPolicy: Unsupported value: \"Recycle\": supported values: \"Delete\", \"Retain\"".to_string(),
+                "volumeBindingMode: Unsupported value: \"Later\": supported values: \"Immediate\", \"WaitForFirstConsumer\"".to_string(),
+            ]
+        );
+        let spaced = class(json!({"provisioner": "my provisioner"}));
+        assert!(check(validate_storage_class, &spaced, None)[0].line().starts_with("provisioner: Invalid value: \"my provisioner\": name part must consist of"));
+        let unset = json!({"metadata": {"name": "fast"}, "provisioner": "a.io/b"});
+        assert_eq!(check(validate_storage_class, &unset, None)[0].line(), "volumeBindingMode: Required value");
+    }
+
+    #[test]
+    fn allowed_topologies_may_not_repeat_keys_values_or_terms() {
+        let term = json!({"matchLabelExpressions": [{"key": "zone", "values": ["a", "a"]}, {"key": "zone", "values": []}]});
+        let c = class(json!({"allowedTopologies": [term, {"matchLabelExpressions": [{"key": "zone", "values": ["b"]}]}, {"matchLabelExpressions": [{"key": "zone", "values": ["b"]}]}]}));
+        let lines: Vec<String> = check(validate_storage_class, &c, None).iter().map(|c| c.line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "allowedTopologies[0].matchLabelExpressions[0].values[1]: Duplicate value: \"a\"".to_string(),
+                "allowedTopologies[0].matchLabelExpressions[1].values: Required value".to_string(),
+                "allowedTopologies[0].matchLabelExpressions[1].key: Duplicate value: \"zone\"".to_string(),
+                "allowedTopologies[2].matchLabelExpressions: Duplicate value: \"\"".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_storage_class_keeps_its_provisioner_parameters_policy_and_mode() {
+        let old = class(json!({"parameters": {"a": "1"}}));
+        let new = class(json!({"parameters": {"a": "2"}, "provisioner": "example.com/other", "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": true}));
+        let lines: Vec<String> = check(validate_storage_class, &new, Some(&old)).iter().map(|c| c.line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "parameters: Forbidden: updates to parameters are forbidden.".to_string(),
+                "provisioner: Forbidden: updates to provisioner are forbidden.".to_string(),
+                "reclaimPolicy: Forbidden: updates to reclaimPolicy are forbidden.".to_string(),
+                "volumeBindingMode: Invalid value: \"WaitForFirstConsumer\": field is immutable".to_string(),
+            ]
+        );
+        let expandable = class(json!({"parameters": {"a": "1"}, "allowVolumeExpansion": true}));
+        assert!(check(validate_storage_class, &expandable, Some(&old)).is_empty());
     }
 }

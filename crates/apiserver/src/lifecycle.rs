@@ -1,5 +1,5 @@
-//! What the server keeps true by itself: the built-in namespaces, PriorityClasses and
-//! the `kubernetes` Service, namespace termination, and garbage collection by owner references
+//! What the server keeps true by itself: the built-in namespaces, PriorityClasses,
+//! the default StorageClass and the `kubernetes` Service, namespace termination, and garbage collection by owner references
 //! (background, foreground and orphan propagation).
 //!
 //! Both loops are level-triggered: each pass reads the caches, takes the steps the
@@ -49,6 +49,16 @@ pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), S
                 Err(e) if e.code == 409 => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+    // The built-in default StorageClass: local-path volumes on the node of the
+    // first pod that uses the claim.
+    let scs = resources::lookup("storage.k8s.io", "v1", "storageclasses").expect("registered");
+    if app.read(scs, None, skiff_api::storage::LOCAL_PATH_CLASS).await?.is_none() {
+        match handlers::create_object(app, scs, skiff_api::storage::local_path_class(), MANAGER, false).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e),
         }
     }
     let svc = res("", "services");

@@ -2,7 +2,8 @@
 //! caches, and the decisions from [`skiff_api::admission`].
 //!
 //! Creates go through two phases, as upstream: [`mutate_create`] (LimitRanger
-//! defaults, ServiceAccount, Priority, DefaultTolerationSeconds) on the decoded object before it is prepared
+//! defaults, ServiceAccount, Priority, DefaultTolerationSeconds; DefaultStorageClass
+//! for claims) on the decoded object before it is prepared
 //! and validated, and [`validate_create`] (LimitRanger bounds, the single global
 //! default PriorityClass, ResourceQuota last) on the object about to be stored.
 //! Updates only need [`validate_update`] (pods keep their priority and get the
@@ -45,6 +46,11 @@ fn is_priority_class(res: &ResourceInfo) -> bool {
 /// The mutating phase of a create. `name` is what refusals call the object: its
 /// name, or its `generateName` while the name is not chosen yet.
 pub fn mutate_create(app: &App, res: &ResourceInfo, obj: &mut Value, name: &str) -> Result<(), StatusError> {
+    if res.group.is_empty() && res.kind == "PersistentVolumeClaim" {
+        let classes = cached(app, lookup("storage.k8s.io", "storageclasses"), None);
+        admission::default_storage_class::admit_claim(obj, &classes);
+        return Ok(());
+    }
     if !is_pod(res) {
         return Ok(());
     }

@@ -7,8 +7,11 @@
 //!   port-forward, which only the API server may call.
 //! - this module: the pod workers (sync loop, restarts, termination, status).
 
+pub mod actions;
+pub mod backoff;
 pub mod env;
 pub mod node;
+pub mod podstate;
 pub mod probe;
 pub mod stream;
 pub mod volumes;

@@ -13,6 +13,9 @@ use skiff_client::Client;
 
 use crate::runtime::Mount;
 
+#[cfg(test)]
+pub(crate) mod test_server;
+
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
     /// A source is missing or invalid (no such ConfigMap, unbound claim): the pod

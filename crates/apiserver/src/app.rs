@@ -61,6 +61,11 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     pub caches: HashMap<&'static str, WatchCache<CachedObject>>,
     pub tokens: Tokens,
+    /// Issues and verifies service account tokens.
+    pub sa_tokens: crate::satoken::Signer,
+    /// The cluster CA certificate (PEM), published in every namespace as the
+    /// `kube-root-ca.crt` ConfigMap; empty until the server sets it.
+    pub ca_pem: std::sync::OnceLock<String>,
     pub settings: Settings,
     pub ready: AtomicBool,
     /// Serializes cluster-IP and node-port allocation so two creates never pick the same.
@@ -135,6 +140,8 @@ impl App {
         Ok(App(Arc::new(Shared {
             store,
             caches,
+            sa_tokens: crate::satoken::Signer::new(&tokens.admin),
+            ca_pem: std::sync::OnceLock::new(),
             tokens,
             settings,
             ready: AtomicBool::new(false),

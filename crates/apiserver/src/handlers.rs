@@ -19,6 +19,7 @@ use crate::request::{Query, ResourceRequest};
 use crate::write::{self, Part};
 
 mod eviction;
+mod token;
 
 /// Request bodies larger than this are refused with 413, as upstream.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -369,6 +370,7 @@ pub async fn create(app: &App, rr: &ResourceRequest, q: &Query, headers: &Header
         return match rr.subresource {
             Some(Subresource::Binding) => bind(app, rr, q, headers, body).await,
             Some(Subresource::Eviction) => eviction::evict(app, rr, q, headers, body).await,
+            Some(Subresource::Token) => token::create_token(app, rr, q, headers, body).await,
             _ => Err(StatusError::method_not_allowed(format!("the server does not allow this method on the requested resource ({})", rr.res.plural))),
         };
     }

@@ -83,7 +83,7 @@ fn authenticate(app: &App, req: &Request) -> Option<User> {
     } else if constant_eq(token, &app.tokens.node) {
         Some(User { name: "system:node-bootstrap".into(), groups: vec!["system:nodes".into(), "system:authenticated".into()] })
     } else {
-        None
+        app.sa_tokens.authenticate(token, jiff::Timestamp::now().as_second())
     }
 }
 

@@ -26,6 +26,7 @@ pub mod object;
 pub mod output;
 pub mod pki;
 pub mod request;
+pub mod satoken;
 pub mod watch;
 pub mod write;
 
@@ -88,6 +89,7 @@ impl Server {
         let app = App::new(store, app::Tokens { admin: creds.admin_token.clone(), node: creds.node_token.clone() }, config.settings.clone())
             .await
             .context("loading the datastore into the watch caches")?;
+        let _ = app.ca_pem.set(creds.ca_pem.clone());
         let advertise = http::advertise_address(addr);
         let tls = http::tls_config(&creds.server_cert_pem, &creds.server_key_pem)?;
         let router = http::router(app.clone(), advertise.clone());

@@ -168,7 +168,54 @@ fn everything(app: &App) -> Vec<(&'static ResourceInfo, Entry)> {
 async fn pass(app: &App) -> Result<(), StatusError> {
     let all = everything(app);
     namespaces(app, &all).await?;
+    publish_root_ca(app, &all).await?;
     garbage_collect(app, &all).await
+}
+
+// === kube-root-ca.crt ===
+
+/// The ConfigMap every namespace gets with the cluster CA, which service account
+/// token volumes mount as `ca.crt` (upstream's root-ca-cert-publisher).
+const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+
+async fn publish_root_ca(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> Result<(), StatusError> {
+    let Some(ca) = app.ca_pem.get().filter(|c| !c.is_empty()) else { return Ok(()) };
+    let cms = res("", "configmaps");
+    for (_, ns) in all.iter().filter(|(r, e)| r.kind == "Namespace" && r.group.is_empty() && !e.object.deleting) {
+        let name = &ns.object.name;
+        let current = all
+            .iter()
+            .find(|(r, e)| r.plural == "configmaps" && e.object.namespace.as_deref() == Some(name.as_str()) && e.object.name == ROOT_CA_CONFIGMAP);
+        match current {
+            Some((_, e)) if e.object.value().pointer("/data/ca.crt").and_then(Value::as_str) == Some(ca.as_str()) => {}
+            Some(_) => {
+                app.guaranteed_update(cms, Some(name), ROOT_CA_CONFIGMAP, false, |current| {
+                    let Some(cur) = current else { return Ok(Decision::Keep(Value::Null)) };
+                    let mut new = cur.clone();
+                    new["data"] = json!({"ca.crt": ca});
+                    let new = write::prepare_update(cms, cur, new, Part::Main, Some(MANAGER), &meta::now_rfc3339())?;
+                    Ok(handlers::decide_after_update(cms, cur, new))
+                })
+                .await
+                .map(|_| ())
+                .or_else(ignore_not_found)?;
+            }
+            None => {
+                let obj = json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": ROOT_CA_CONFIGMAP, "namespace": name, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                    "data": {"ca.crt": ca},
+                });
+                match handlers::create_object(app, cms, obj, MANAGER, false).await {
+                    Ok(_) => {}
+                    // Created meanwhile, or the namespace started terminating.
+                    Err(e) if e.code == 409 || e.code == 403 || e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 // === namespace termination ===

@@ -100,7 +100,7 @@ fn priority_classes_include_the_built_ins_and_give_pods_their_priority() {
     assert!(table.lines().any(|l| l.starts_with("system-cluster-critical") && l.contains("2000000000")), "{table}");
 
     s.ok(&["create", "priorityclass", "high", "--value=1000", "--description=for the web tier"]);
-    s.ok_stdin(&["apply", "-f", "-"], &pod("classy", "{}", "  priorityClassName: high\n"));
+    s.ok_stdin(&["apply", "-f", "-"], &pod("classy", "{}", "  priorityClassName: high\n  automountServiceAccountToken: false\n"));
     let p = s.json(&["get", "pod", "classy"]);
     assert_eq!(p["spec"]["priority"], 1000);
     assert_eq!(p["spec"]["preemptionPolicy"], "PreemptLowerPriority");
@@ -138,7 +138,7 @@ fn priority_classes_include_the_built_ins_and_give_pods_their_priority() {
     assert_eq!((p["spec"]["priorityClassName"].as_str(), p["spec"]["priority"].as_i64()), (Some("normal"), Some(10)));
 
     // Replacing a pod from its manifest keeps the priority admission gave it.
-    s.ok_stdin(&["replace", "-f", "-"], &pod("classy", "{}", "  priorityClassName: high\n  serviceAccountName: default\n"));
+    s.ok_stdin(&["replace", "-f", "-"], &pod("classy", "{}", "  priorityClassName: high\n  serviceAccountName: default\n  automountServiceAccountToken: false\n"));
     assert_eq!(s.json(&["get", "pod", "classy"])["spec"]["priority"], 1000);
 
     // The built-ins are created once, however often the server starts.
@@ -200,11 +200,11 @@ fn quotas_refuse_what_goes_over_their_hard_limits() {
 
     // Object counts, for any kind.
     s.ok(&["create", "namespace", "counted"]);
-    s.ok(&["create", "quota", "objects", "-n", "counted", "--hard=count/configmaps=1"]);
-    s.ok(&["create", "configmap", "one", "-n", "counted"]);
-    let err = s.fails(&["create", "configmap", "two", "-n", "counted"]);
+    s.ok(&["create", "quota", "objects", "-n", "counted", "--hard=count/secrets=1"]);
+    s.ok(&["create", "secret", "generic", "one", "-n", "counted"]);
+    let err = s.fails(&["create", "secret", "generic", "two", "-n", "counted"]);
     assert!(
-        err.contains("configmaps \"two\" is forbidden: exceeded quota: objects, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1"),
+        err.contains("secrets \"two\" is forbidden: exceeded quota: objects, requested: count/secrets=1, used: count/secrets=1, limited: count/secrets=1"),
         "{err}"
     );
 }
@@ -335,4 +335,38 @@ fn cordon_and_drain_evict_what_runs_on_a_node() {
     let all: Value = s.json(&["get", "pods"]);
     let names: Vec<&str> = all["items"].as_array().unwrap().iter().filter_map(|p| p["metadata"]["name"].as_str()).collect();
     assert_eq!(names, ["agent-n1", "web-2"]);
+}
+
+#[test]
+fn service_account_tokens_authenticate_and_pods_mount_them() {
+    let s = server();
+    s.ok(&["create", "namespace", "team"]);
+    // Every namespace gets the cluster CA for token volumes.
+    s.eventually("kube-root-ca.crt in the new namespace", Duration::from_secs(10), || {
+        s.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", "team", "-o", "jsonpath={.data.ca\\.crt}"]).stdout.starts_with(b"-----BEGIN CERTIFICATE-----")
+    });
+
+    // A TokenRequest token authenticates as the service account.
+    s.ok(&["create", "serviceaccount", "builder", "-n", "team"]);
+    let token = s.ok(&["create", "token", "builder", "-n", "team", "--duration=20m"]);
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let listed = s.ok(&["--token", token, "get", "serviceaccounts", "-n", "team", "-o", "name"]);
+    assert!(listed.contains("serviceaccount/builder"), "{listed}");
+    let err = s.fails(&["--token", &format!("{token}x"), "get", "pods"]);
+    assert!(err.contains("Unauthorized") || err.contains("provide credentials"), "{err}");
+    let err = s.fails(&["create", "token", "builder", "-n", "team", "--duration=5m"]);
+    assert!(err.contains("spec.expirationSeconds") && err.contains("less than 10 minutes"), "{err}");
+    let err = s.fails(&["create", "token", "nobody", "-n", "team"]);
+    assert!(err.contains("serviceaccounts \"nobody\" not found"), "{err}");
+
+    // Pods get the projected token volume unless they opt out.
+    s.ok_stdin(&["apply", "-n", "team", "-f", "-"], &pod("mounted", "{}", "  serviceAccountName: builder\n"));
+    let p = s.json(&["get", "pod", "mounted", "-n", "team"]);
+    let volume = p["spec"]["volumes"][0]["name"].as_str().unwrap_or_default().to_string();
+    assert!(volume.starts_with("kube-api-access-"), "{p}");
+    assert_eq!(p["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], "/var/run/secrets/kubernetes.io/serviceaccount");
+    assert_eq!(p["spec"]["containers"][0]["volumeMounts"][0]["name"], volume.as_str());
+    s.ok_stdin(&["apply", "-n", "team", "-f", "-"], &pod("plain", "{}", "  automountServiceAccountToken: false\n"));
+    assert!(s.json(&["get", "pod", "plain", "-n", "team"])["spec"].get("volumes").is_none());
 }

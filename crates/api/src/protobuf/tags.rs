@@ -120,6 +120,18 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
     ("io.k8s.api.apps.v1.StatefulSetUpdateStrategy", &[
         OmitZero(1, "type"), Keep(2, "rollingUpdate"),
     ]),
+    ("io.k8s.api.authentication.v1.BoundObjectReference", &[
+        OmitZero(1, "kind"), OmitZero(2, "apiVersion"), OmitZero(3, "name"), OmitZero(4, "uid"),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenRequest", &[
+        Keep(1, "metadata"), Keep(2, "spec"), Keep(3, "status"),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenRequestSpec", &[
+        Keep(1, "audiences"), Keep(4, "expirationSeconds"), Keep(3, "boundObjectRef"),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenRequestStatus", &[
+        Keep(1, "token"), Keep(2, "expirationTimestamp"),
+    ]),
     ("io.k8s.api.autoscaling.v1.ContainerResourceMetricSource", &[
         Keep(1, "name"), Keep(2, "targetAverageUtilization"), Keep(3, "targetAverageValue"),
         Keep(5, "container"),

@@ -61,10 +61,25 @@ pub fn mutate_create(app: &App, res: &ResourceInfo, obj: &mut Value, name: &str)
     let limit_ranges = cached(app, lookup("", "limitranges"), namespace.as_deref());
     limit_range::default_pod(obj, &limit_ranges);
     admission::default_service_account(obj);
+    let account = obj.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or_default().to_string();
+    let account_automount = namespace.as_deref().and_then(|ns| {
+        let sas = lookup("", "serviceaccounts");
+        app.cache(sas).get(&sas.key(Some(ns), &account)).and_then(|e| e.object.value().get("automountServiceAccountToken").and_then(Value::as_bool))
+    });
+    admission::mount_service_account_token(obj, account_automount, &random_suffix());
     admission::default_toleration_seconds(obj);
     let classes = cached(app, lookup("scheduling.k8s.io", "priorityclasses"), None);
     priority::admit_new_pod(obj, &classes).map_err(denied)?;
     Ok(())
+}
+
+/// Five characters as upstream's `utilrand.String(5)` draws them (no vowels, no
+/// look-alike digits).
+fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// The validating phase of a create, on the prepared object.

@@ -19,6 +19,7 @@ use crate::request::{Query, ResourceRequest};
 use crate::write::{self, Part};
 
 mod eviction;
+pub mod proxy;
 mod token;
 
 /// Request bodies larger than this are refused with 413, as upstream.

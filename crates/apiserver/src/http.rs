@@ -71,8 +71,8 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, router: Rou
 }
 
 /// The router: everything goes through [`dispatch`].
-pub fn router(app: App, advertise: String) -> Router {
-    Router::new().fallback(dispatch).with_state(Arc::new((app, advertise)))
+pub fn router(app: App, advertise: String, kubelet: handlers::proxy::KubeletClient) -> Router {
+    Router::new().fallback(dispatch).with_state(Arc::new((app, advertise, kubelet)))
 }
 
 fn authenticate(app: &App, req: &Request) -> Option<User> {
@@ -120,12 +120,12 @@ async fn read_body(body: Body) -> Result<Bytes, StatusError> {
     Ok(buf.freeze())
 }
 
-async fn dispatch(State(state): State<Arc<(App, String)>>, req: Request) -> Response<Body> {
+async fn dispatch(State(state): State<Arc<(App, String, handlers::proxy::KubeletClient)>>, req: Request) -> Response<Body> {
     let (app, advertise) = (&state.0, &state.1);
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let resp = match handle(app, advertise, req).await {
+    let resp = match handle(app, advertise, &state.2, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
@@ -133,7 +133,7 @@ async fn dispatch(State(state): State<Arc<(App, String)>>, req: Request) -> Resp
     resp
 }
 
-async fn handle(app: &App, advertise: &str, req: Request) -> Result<Response<Body>, StatusError> {
+async fn handle(app: &App, advertise: &str, kubelet: &handlers::proxy::KubeletClient, req: Request) -> Result<Response<Body>, StatusError> {
     let target = parse_path(req.uri().path())?;
     // Health endpoints are open, as load balancers and probes need them.
     if let Target::Health(which) = target {
@@ -145,6 +145,14 @@ async fn handle(app: &App, advertise: &str, req: Request) -> Result<Response<Bod
         return Ok(r);
     }
     let Some(_user) = authenticate(app, &req) else { return Err(StatusError::unauthorized()) };
+    // Logs, exec, attach and port-forward go to the pod's agent, body and upgrade
+    // untouched.
+    if let Target::Resource(rr) = &target {
+        use skiff_api::Subresource::{Attach, Exec, Log, PortForward};
+        if matches!(rr.subresource, Some(Log | Exec | Attach | PortForward)) {
+            return handlers::proxy::serve(app, kubelet, rr, req).await;
+        }
+    }
     let query = Query::parse(req.uri().query());
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     match target {

@@ -92,7 +92,8 @@ impl Server {
         let _ = app.ca_pem.set(creds.ca_pem.clone());
         let advertise = http::advertise_address(addr);
         let tls = http::tls_config(&creds.server_cert_pem, &creds.server_key_pem)?;
-        let router = http::router(app.clone(), advertise.clone());
+        let kubelet = handlers::proxy::KubeletClient::new(&creds.kubelet_client_cert_pem, &creds.kubelet_client_key_pem)?;
+        let router = http::router(app.clone(), advertise.clone(), kubelet);
         let serve = tokio::spawn(http::serve(listener, tls, router));
         let advertise_ip = advertise.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()).unwrap_or_default();
         lifecycle::bootstrap(&app, &advertise_ip, addr.port()).await.map_err(|e| anyhow::anyhow!("bootstrapping built-in objects: {e}"))?;

@@ -22,6 +22,10 @@ pub struct Credentials {
     pub admin_token: String,
     /// Bearer token that agents present to join the cluster.
     pub node_token: String,
+    /// The client certificate (CN `skiff-apiserver`) the server presents to agents'
+    /// streaming endpoints (logs, exec, attach, port-forward), and its key.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
 
 const CA_CN: &str = "skiff-ca";
@@ -120,8 +124,30 @@ pub fn load_or_create(data_dir: &Path, listen: SocketAddr) -> Result<Credentials
 
     let admin_token = read_or_create(&pki.join("admin.token"), || Ok(random_token()))?;
     let node_token = read_or_create(&data_dir.join("node-token"), || Ok(format!("skiff-node::{}", random_token())))?;
+    let (kubelet_client_cert_pem, kubelet_client_key_pem) = kubelet_client_certificate(&issuer)?;
+    write_private(&pki.join("apiserver-kubelet-client.crt"), &kubelet_client_cert_pem)?;
+    write_private(&pki.join("apiserver-kubelet-client.key"), &kubelet_client_key_pem)?;
 
-    Ok(Credentials { ca_pem, server_cert_pem, server_key_pem, admin_token, node_token })
+    Ok(Credentials { ca_pem, server_cert_pem, server_key_pem, admin_token, node_token, kubelet_client_cert_pem, kubelet_client_key_pem })
+}
+
+/// The common name agents require of the client certificate that calls their
+/// streaming endpoints.
+pub const KUBELET_CLIENT_CN: &str = "skiff-apiserver";
+
+/// A client certificate for calling agents, signed by the cluster CA (minted on
+/// every start, like the serving certificate; agents trust the CA, not the file).
+fn kubelet_client_certificate(issuer: &Issuer<'_, KeyPair>) -> Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    params.distinguished_name.push(DnType::CommonName, KUBELET_CLIENT_CN);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// The service CIDR's first address, which the `kubernetes` Service uses.

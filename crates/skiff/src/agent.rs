@@ -1,11 +1,23 @@
-//! `skiff agent`: the node agent.
+//! `skiff agent`: the node agent. With `--runtime cri` or `process` it is a
+//! kubelet for this host; with `--runtime sim` it registers simulated nodes.
+//!
+//! The helpers that turn flags into a [`KubeletConfig`] are shared with `skiff up`,
+//! which runs the same kubelet next to its server.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use skiff_agent::kubelet::node::NodeConfig;
+use skiff_agent::kubelet::stream::StreamConfig;
+use skiff_agent::kubelet::KubeletConfig;
+use skiff_agent::runtime::cri::CriRuntime;
+use skiff_agent::runtime::process::{self, ProcessRuntime};
+use skiff_agent::runtime::Runtime;
 use skiff_agent::sim::SimConfig;
 use skiff_client::{Client, ClientConfig};
 
@@ -66,7 +78,35 @@ pub struct AgentArgs {
     /// Node Lease renewal interval.
     #[arg(long, default_value = "10s", value_parser = crate::server::parse_duration)]
     pub heartbeat: Duration,
+    /// containerd's socket (--runtime cri).
+    #[arg(long, default_value = DEFAULT_CONTAINERD_SOCKET)]
+    pub containerd_socket: PathBuf,
+    /// The address the API server and other nodes reach this node at. Default:
+    /// the address of the interface holding the default route.
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Port of the agent's HTTPS endpoint (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = DEFAULT_KUBELET_PORT)]
+    pub kubelet_port: u16,
+    /// Nameservers for pods with dnsPolicy ClusterFirst, comma-separated. Empty:
+    /// the host's resolv.conf.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_dns: Vec<String>,
+    /// The cluster's DNS domain (pods' search path).
+    #[arg(long, default_value = DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
+    /// Pods this node runs at most (status.capacity.pods).
+    #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
+    pub max_pods: u32,
 }
+
+pub const DEFAULT_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_MAX_PODS: u32 = 110;
+/// How often the kubelet syncs every pod when nothing changed (upstream's
+/// syncFrequency).
+const SYNC_PERIOD: Duration = Duration::from_secs(60);
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
     items
@@ -85,7 +125,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         None => args.token_file.parent().map(|d| d.join("pki/ca.crt")).unwrap_or_default(),
     };
     let ca_pem = std::fs::read_to_string(&ca_file).with_context(|| format!("reading the cluster CA {} (pass --ca-file)", ca_file.display()))?;
-    let client = Client::new(ClientConfig { servers: args.server.clone(), token: token.trim().to_string(), ca_pem, timeout: Duration::from_secs(30) })
+    let client = Client::new(ClientConfig { servers: args.server.clone(), token: token.trim().to_string(), ca_pem: ca_pem.clone(), timeout: Duration::from_secs(30) })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
     match args.runtime {
@@ -110,7 +150,119 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             skiff_agent::sim::run(client, config).await
         }
         RuntimeKind::Cri | RuntimeKind::Process => {
-            bail!("the {:?} runtime is not part of this build yet; use --runtime sim for simulated nodes", args.runtime)
+            let process = process_runtime(&args.data_dir)?;
+            let runtimes = match args.runtime {
+                RuntimeKind::Cri => {
+                    let cri = CriRuntime::connect(&args.containerd_socket).await.with_context(|| {
+                        format!(
+                            "containerd does not answer on {} (is it running? `systemctl start containerd`, or pass --containerd-socket, or use --runtime process)",
+                            args.containerd_socket.display()
+                        )
+                    })?;
+                    Runtimes::cri(Arc::new(cri), process)
+                }
+                _ => Runtimes::process(process),
+            };
+            let node = NodeOptions {
+                name: args.node_name.clone(),
+                node_ip: args.node_ip,
+                labels: pairs(&args.node_labels, "--node-labels")?,
+                taints: args.node_taints.clone(),
+                kubelet_port: args.kubelet_port,
+                heartbeat: args.heartbeat,
+                max_pods: args.max_pods,
+                cluster_dns: args.cluster_dns.clone(),
+                cluster_domain: args.cluster_domain.clone(),
+            };
+            let config = kubelet_config(&node, &args.data_dir, &ca_pem, runtimes);
+            eprintln!(
+                "skiff agent: node {} on the {} runtime, agent endpoint on port {}",
+                config.node.name,
+                config.runtime.handler(),
+                args.kubelet_port
+            );
+            skiff_agent::kubelet::run(client, config).await
         }
+    }
+}
+
+/// The runtimes of a real node: the default one and those by RuntimeClass handler.
+pub struct Runtimes {
+    pub default: Arc<dyn Runtime>,
+    pub handlers: BTreeMap<String, Arc<dyn Runtime>>,
+}
+
+impl Runtimes {
+    /// containerd by default, host processes for RuntimeClass `process`.
+    pub fn cri(cri: Arc<dyn Runtime>, process: Arc<dyn Runtime>) -> Runtimes {
+        Runtimes { default: cri, handlers: BTreeMap::from([(process::HANDLER.to_string(), process)]) }
+    }
+
+    /// Host processes for every pod (RuntimeClass `process` included).
+    pub fn process(process: Arc<dyn Runtime>) -> Runtimes {
+        Runtimes { default: process.clone(), handlers: BTreeMap::from([(process::HANDLER.to_string(), process)]) }
+    }
+}
+
+/// The process runtime with its state under `<data_dir>/process`; its shim is
+/// this binary's hidden `process-shim` subcommand, so nothing else needs
+/// installing.
+pub fn process_runtime(data_dir: &Path) -> anyhow::Result<Arc<dyn Runtime>> {
+    let exe = std::env::current_exe().context("finding this binary (the process runtime's shim)")?;
+    let runtime = ProcessRuntime::new(data_dir.join("process"), vec![exe.to_string_lossy().into_owned(), "process-shim".into()])?;
+    Ok(Arc::new(runtime))
+}
+
+/// What a real node is told by flags.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub name: String,
+    pub node_ip: Option<IpAddr>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<String>,
+    pub kubelet_port: u16,
+    pub heartbeat: Duration,
+    pub max_pods: u32,
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+}
+
+/// The kubelet's configuration: state under `data_dir` (pods, logs, the CNI
+/// config, the endpoint's certificate), local-path volumes under
+/// `data_dir/storage`, the endpoint on every address at the kubelet port.
+pub fn kubelet_config(node: &NodeOptions, data_dir: &Path, ca_pem: &str, runtimes: Runtimes) -> KubeletConfig {
+    KubeletConfig {
+        node: NodeConfig {
+            name: node.name.clone(),
+            node_ip: node.node_ip,
+            labels: node.labels.clone(),
+            taints: node.taints.clone(),
+            kubelet_port: node.kubelet_port,
+            heartbeat: node.heartbeat,
+            max_pods: node.max_pods,
+            storage_dir: data_dir.join("storage"),
+        },
+        data_dir: data_dir.to_path_buf(),
+        runtime: runtimes.default,
+        handlers: runtimes.handlers,
+        cluster_dns: node.cluster_dns.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        cluster_domain: node.cluster_domain.clone(),
+        stream: StreamConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), node.kubelet_port),
+            ca_pem: ca_pem.to_string(),
+            data_dir: data_dir.to_path_buf(),
+        },
+        ca_pem: ca_pem.to_string(),
+        sync_period: SYNC_PERIOD,
+    }
+}
+
+/// This host's name as a node name: the kernel's hostname, lowercased (as the
+/// kubelet does).
+pub fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").or_else(|_| std::fs::read_to_string("/etc/hostname")).unwrap_or_default();
+    match name.trim().to_lowercase() {
+        n if n.is_empty() => "localhost".to_string(),
+        n => n,
     }
 }

@@ -172,6 +172,8 @@ impl ProcessRuntime {
                 && !host::is_alive(started.pid, started.pid_start_ticks)
                 && !dir.join(EXITED_FILE).exists()
             {
+                // What is left of the group ends with its process, as under a supervisor.
+                let _ = host::kill_group(started.pid, Signal::Kill).await;
                 let exited = Exited::with_code(signal.exit_code(), Timestamp::now());
                 state::write_json(&dir.join(EXITED_FILE), &exited).map_err(|e| io_error("recording the exit", e))?;
                 return Ok(true);
@@ -183,8 +185,8 @@ impl ProcessRuntime {
         }
     }
 
-    fn running(&self, id: &str) -> Result<Observed> {
-        let observed = self.state.observe(id)?;
+    async fn running(&self, id: &str) -> Result<Observed> {
+        let observed = self.state.observe(id).await?;
         if observed.state != ContainerState::Running {
             return Err(RuntimeError::Failed(format!("container {id} is not running")));
         }
@@ -244,7 +246,7 @@ impl Runtime for ProcessRuntime {
             Err(RuntimeError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        for container in self.state.containers()?.into_iter().filter(|c| c.record.sandbox_id == id) {
+        for container in self.state.containers().await?.into_iter().filter(|c| c.record.sandbox_id == id) {
             self.stop_container(&container.record.id, Duration::ZERO).await?;
         }
         if record.ready {
@@ -257,7 +259,7 @@ impl Runtime for ProcessRuntime {
 
     async fn remove_sandbox(&self, id: &str) -> Result<()> {
         check_id(id)?;
-        for container in self.state.containers()?.into_iter().filter(|c| c.record.sandbox_id == id) {
+        for container in self.state.containers().await?.into_iter().filter(|c| c.record.sandbox_id == id) {
             self.remove_container(&container.record.id).await?;
         }
         remove_dir(&self.state.sandbox_dir(id))
@@ -329,7 +331,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        let observed = self.state.observe(id)?;
+        let observed = self.state.observe(id).await?;
         if observed.state != ContainerState::Created {
             return Err(RuntimeError::Failed(format!("container {id} has already been started")));
         }
@@ -338,7 +340,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
-        let observed = self.state.observe(id)?;
+        let observed = self.state.observe(id).await?;
         let (ContainerState::Running, Some(started)) = (observed.state, observed.started) else {
             // Never started, or already ended.
             return Ok(());
@@ -363,7 +365,7 @@ impl Runtime for ProcessRuntime {
     /// Removes the container's state (killing it first if it runs). Its log file is
     /// kept: it lives in the kubelet's log directory, which the kubelet cleans.
     async fn remove_container(&self, id: &str) -> Result<()> {
-        match self.state.observe(id) {
+        match self.state.observe(id).await {
             Ok(observed) if observed.state == ContainerState::Running => self.stop_container(id, Duration::ZERO).await?,
             Ok(_) | Err(RuntimeError::NotFound(_)) => {}
             Err(e) => return Err(e),
@@ -372,13 +374,14 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        Ok(self.state.observe(id)?.status())
+        Ok(self.state.observe(id).await?.status())
     }
 
     async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerStatus>> {
         Ok(self
             .state
-            .containers()?
+            .containers()
+            .await?
             .into_iter()
             .filter(|c| sandbox_id.is_none_or(|s| c.record.sandbox_id == s))
             .map(|c| c.status())
@@ -389,7 +392,7 @@ impl Runtime for ProcessRuntime {
     /// directory, in a process group of its own that is killed at the timeout (zero
     /// means none, as in CRI).
     async fn exec_sync(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
-        let observed = self.running(id)?;
+        let observed = self.running(id).await?;
         let mut cmd = exec_command(&observed.record, command)?;
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| RuntimeError::Failed(format!("exec {:?}: {e}", command[0])))?;
@@ -413,7 +416,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn exec(&self, id: &str, request: &StreamRequest) -> Result<Stream> {
-        let observed = self.running(id)?;
+        let observed = self.running(id).await?;
         let mut cmd = exec_command(&observed.record, &request.command)?;
         cmd.stdin(if request.stdin { Stdio::piped() } else { Stdio::null() });
         let mut merged = None;
@@ -455,7 +458,7 @@ impl Runtime for ProcessRuntime {
     /// Follows the container's log from now on until it exits. The process's stdin
     /// is not reachable: the stream never has one.
     async fn attach(&self, id: &str, request: &StreamRequest) -> Result<Stream> {
-        let observed = self.running(id)?;
+        let observed = self.running(id).await?;
         let log_path = observed.record.log_path.clone();
         let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let (stdout, stdout_writer) = pipe_if(request.stdout);
@@ -515,8 +518,9 @@ impl StateDir {
     /// Reads a container's files and checks its processes. A container whose
     /// supervisor and process are both gone without a recorded exit (killed, or the
     /// host rebooted) gets an exit recorded now, with code 255 as containerd reports
-    /// an unknown exit.
-    fn observe(&self, id: &str) -> Result<Observed> {
+    /// an unknown exit, and what is left of its process group is killed, as its
+    /// supervisor would have done.
+    async fn observe(&self, id: &str) -> Result<Observed> {
         check_id(id)?;
         let dir = self.container_dir(id);
         let record: ContainerRecord = state::read_json(&dir.join(CONFIG_FILE))
@@ -531,6 +535,7 @@ impl StateDir {
                 // The supervisor may have recorded the exit just before ending.
                 exited = read_exited()?;
                 if exited.is_none() && !host::is_alive(started.pid, started.pid_start_ticks) {
+                    let _ = host::kill_group(started.pid, Signal::Kill).await;
                     let lost = Exited {
                         exit_code: 255,
                         reason: state::reason::ERROR.to_string(),
@@ -551,10 +556,10 @@ impl StateDir {
     }
 
     /// Every container that is fully created.
-    fn containers(&self) -> Result<Vec<Observed>> {
+    async fn containers(&self) -> Result<Vec<Observed>> {
         let mut containers = Vec::new();
         for id in list_dir(&self.root.join("containers"))? {
-            match self.observe(&id) {
+            match self.observe(&id).await {
                 Ok(observed) => containers.push(observed),
                 Err(RuntimeError::NotFound(_)) => {}
                 Err(e) => tracing::warn!(container = %id, error = %e, "skipping an unreadable container"),
@@ -610,7 +615,7 @@ impl LogFollower {
         loop {
             // Looked at before reading, so that all output written before the exit
             // is read before stopping.
-            let ended = match self.state.observe(&self.id) {
+            let ended = match self.state.observe(&self.id).await {
                 Ok(observed) => observed.exited.map(|e| e.exit_code),
                 // Removed: no exit code to report.
                 Err(_) => return,

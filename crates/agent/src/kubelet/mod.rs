@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod env;
 pub mod node;
 pub mod podstate;
+pub mod status;
 pub mod probe;
 pub mod stream;
 pub mod volumes;

@@ -380,29 +380,4 @@ async fn port_forward(req: Request<Incoming>, pods: &dyn PodLookup, ns: &str, po
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(q: &str) -> Vec<(String, String)> {
-        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
-    }
-
-    #[test]
-    fn the_exec_query_keeps_every_command_word_in_order() {
-        let r = stream_request(&pairs("command=sh&command=-c&command=echo+hi%3B+exit+3&stdin=1&stdout=true&stderr=1"));
-        assert_eq!(r.command, ["sh", "-c", "echo hi; exit 3"]);
-        assert!(r.stdin && r.stdout && r.stderr && !r.tty);
-        let r = stream_request(&pairs("command=sh&stdout=1&stderr=1&tty=1"));
-        assert!(r.tty && !r.stderr, "a terminal has no separate stderr");
-    }
-
-    #[test]
-    fn upgrades_are_told_apart_by_their_header() {
-        let mut h = HeaderMap::new();
-        assert_eq!(upgrade_of(&h), None);
-        h.insert(header::UPGRADE, "WebSocket".parse().unwrap());
-        assert_eq!(upgrade_of(&h), Some(Upgrade::WebSocket));
-        h.insert(header::UPGRADE, "SPDY/3.1".parse().unwrap());
-        assert_eq!(upgrade_of(&h), Some(Upgrade::Spdy));
-    }
-}
+mod tests;

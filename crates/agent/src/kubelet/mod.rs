@@ -8,12 +8,16 @@
 //! - this module: the pod workers (sync loop, restarts, termination, status).
 
 pub mod actions;
+pub mod admission;
 pub mod backoff;
+pub mod container;
 pub mod env;
+pub mod images;
 pub mod node;
 pub mod podstate;
-pub mod status;
 pub mod probe;
+pub mod sandbox;
+pub mod status;
 pub mod stream;
 pub mod volumes;
 

@@ -40,9 +40,9 @@ struct Cli {
 enum Command {
     /// Run a one-node cluster: the server and this host as its node, in one process.
     ///
-    /// Pods run on containerd (the system's if it is running, else a private one
-    /// under DATA_DIR/containerd), or as host processes when containerd is not
-    /// installed. RuntimeClass `process` runs a pod as host processes either way.
+    /// Pods run on a containerd of its own (under DATA_DIR/containerd, next to any
+    /// system containerd), or as host processes when containerd is not installed.
+    /// RuntimeClass `process` runs a pod as host processes either way.
     ///
     /// Example:
     ///   skiff images build && skiff up

@@ -1,12 +1,16 @@
 //! `skiff up`: a one-node cluster in one process — the API server on SQLite with
 //! the scheduler and controllers, and this host as its node.
 //!
-//! The container runtime is chosen as k3s does: a containerd that already answers
-//! on the system socket is used as it is; else, when containerd is installed, a
-//! private one is started and supervised under `DATA_DIR/containerd` (its pause
-//! and busybox images imported from `DATA_DIR/images`, built there first when
-//! missing); else pods run as host processes. RuntimeClass `process` is created
-//! so a pod can ask for host processes either way.
+//! The container runtime is chosen as k3s does: when containerd is installed, a
+//! private one is started and supervised under `DATA_DIR/containerd`, with the
+//! CNI directories and sandbox image the agent needs (its pause and busybox images
+//! are imported from `DATA_DIR/images`, built there first when missing). A
+//! system containerd is used only when asked for (`--containerd-socket`), or when
+//! it answers on the system socket and no containerd binary can be found: its own
+//! configuration (Debian's default pulls registry.k8s.io/pause and looks for CNI
+//! plugins in /opt/cni/bin) cannot run Skiff's pods unchanged. Without containerd,
+//! pods run as host processes. RuntimeClass `process` is created so a pod can ask
+//! for host processes either way.
 //!
 //! Start-up is timed step by step; the goal is a Ready node within a second of
 //! starting, not counting the time containerd itself takes to start.
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 use skiff_agent::runtime::containerd::{self, Containerd, ContainerdConfig};
 use skiff_agent::runtime::cri::CriRuntime;
@@ -31,10 +36,9 @@ use crate::images::{self, BUSYBOX_ARCHIVE, BUSYBOX_IMAGE, PAUSE_ARCHIVE, PAUSE_I
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UpRuntime {
-    /// containerd if installed (the running one, else a private one), else
-    /// host processes.
+    /// containerd if installed (a private one, started here), else host processes.
     Auto,
-    /// containerd; fail if it is neither running nor installed.
+    /// containerd; fail if it is not installed or does not start.
     Cri,
     /// Host processes for every pod (no images, no isolation).
     Process,
@@ -58,9 +62,11 @@ pub struct UpArgs {
     /// default route.
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
-    /// The system containerd's socket, used when something answers on it.
-    #[arg(long, default_value = agent::DEFAULT_CONTAINERD_SOCKET)]
-    pub containerd_socket: PathBuf,
+    /// Use the containerd on this socket instead of starting one. Its config must
+    /// name skiff.local/pause:3.10 as the sandbox image and DATA_DIR/agent/cni/net.d
+    /// and /usr/lib/cni as its CNI directories.
+    #[arg(long)]
+    pub containerd_socket: Option<PathBuf>,
     /// Port of the agent's HTTPS endpoint (logs, exec, attach, port-forward).
     #[arg(long, default_value_t = agent::DEFAULT_KUBELET_PORT)]
     pub kubelet_port: u16,
@@ -85,6 +91,7 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let started_at = Timestamp::now();
     let data_dir = absolute(&args.data_dir)?;
 
     // 1. The datastore.
@@ -132,7 +139,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let node_client = client(&server, read(&data_dir.join("node-token"))?, &ca_pem)?;
     let mut kubelet = tokio::spawn(skiff_agent::kubelet::run(node_client, config));
     tokio::select! {
-        ready = wait_until_ready(&admin, &node_name) => ready?,
+        ready = wait_until_ready(&admin, &node_name, started_at) => ready?,
         ended = &mut kubelet => {
             let error = match ended {
                 Ok(Ok(())) => anyhow::anyhow!("the kubelet stopped"),
@@ -184,18 +191,16 @@ async fn choose_runtime(args: &UpArgs, data_dir: &Path, agent_dir: &Path) -> any
     if args.runtime == UpRuntime::Process {
         return Ok(process_only("pods run as host processes (--runtime process)".into()));
     }
-    if let Ok(cri) = CriRuntime::connect(&args.containerd_socket).await {
-        let version = cri.version().await.unwrap_or_default();
-        let cri: Arc<dyn Runtime> = Arc::new(cri);
-        let notes = ensure_images(cri.as_ref(), &args.containerd_socket, data_dir).await;
-        return Ok(ChosenRuntime {
-            runtimes: Runtimes::cri(cri, process),
-            containerd: None,
-            process_only: false,
-            description: format!("container runtime: the running containerd at {} ({version}){notes}", args.containerd_socket.display()),
-        });
+    if let Some(socket) = &args.containerd_socket {
+        let cri = CriRuntime::connect(socket).await.with_context(|| format!("containerd does not answer on {}", socket.display()))?;
+        return Ok(existing_containerd(cri, socket, data_dir, process, "").await);
     }
     let Some(binary) = containerd::find_binary() else {
+        let system = Path::new(agent::DEFAULT_CONTAINERD_SOCKET);
+        if let Ok(cri) = CriRuntime::connect(system).await {
+            let warning = "; its own config decides the sandbox image and CNI directories";
+            return Ok(existing_containerd(cri, system, data_dir, process, warning).await);
+        }
         if args.runtime == UpRuntime::Cri {
             bail!("containerd is not installed: apt-get install containerd runc containernetworking-plugins (or scripts/install-deps.sh)");
         }
@@ -223,6 +228,19 @@ async fn choose_runtime(args: &UpArgs, data_dir: &Path, agent_dir: &Path) -> any
     let notes = ensure_images(cri.as_ref(), &socket, data_dir).await;
     let description = format!("container runtime: containerd ({version}) started on {}, log {}{notes}", socket.display(), started.log_path().display());
     Ok(ChosenRuntime { runtimes: Runtimes::cri(cri, process), containerd: Some(started), process_only: false, description })
+}
+
+/// A containerd this process did not start, with the local images imported.
+async fn existing_containerd(cri: CriRuntime, socket: &Path, data_dir: &Path, process: Arc<dyn Runtime>, note: &str) -> ChosenRuntime {
+    let version = cri.version().await.unwrap_or_default();
+    let cri: Arc<dyn Runtime> = Arc::new(cri);
+    let imported = ensure_images(cri.as_ref(), socket, data_dir).await;
+    ChosenRuntime {
+        runtimes: Runtimes::cri(cri, process),
+        containerd: None,
+        process_only: false,
+        description: format!("container runtime: the running containerd at {} ({version}){imported}{note}", socket.display()),
+    }
 }
 
 /// Imports the pause and busybox images into containerd when it lacks them, from
@@ -276,13 +294,14 @@ async fn ensure_process_runtime_class(client: &Client) -> anyhow::Result<()> {
     }
 }
 
-/// Polls the Node until its Ready condition is True.
-async fn wait_until_ready(client: &Client, name: &str) -> anyhow::Result<()> {
+/// Polls the Node until this run's kubelet reports it Ready (a Node left Ready by
+/// an earlier run does not count).
+async fn wait_until_ready(client: &Client, name: &str, since: Timestamp) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let path = format!("/api/v1/nodes/{name}");
     loop {
         if let Ok(node) = client.get(&path).await {
-            if is_ready(&node) {
+            if is_ready(&node, since) {
                 return Ok(());
             }
         }
@@ -293,10 +312,16 @@ async fn wait_until_ready(client: &Client, name: &str) -> anyhow::Result<()> {
     }
 }
 
-fn is_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+/// Whether the Ready condition is True with a heartbeat at or after `since`
+/// (conditions carry whole seconds, so the second `since` falls in counts).
+fn is_ready(node: &Value, since: Timestamp) -> bool {
+    let since = Timestamp::from_second(since.as_second()).unwrap_or(since);
+    node.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+        cs.iter().any(|c| {
+            let heartbeat = c["lastHeartbeatTime"].as_str().and_then(|t| t.parse::<Timestamp>().ok());
+            c["type"] == "Ready" && c["status"] == "True" && heartbeat.is_some_and(|h| h >= since)
+        })
+    })
 }
 
 /// What to do next, for a person at a terminal.
@@ -351,9 +376,18 @@ mod tests {
     }
 
     #[test]
-    fn a_node_is_ready_only_when_its_ready_condition_is_true() {
-        assert!(is_ready(&json!({"status": {"conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "True"}]}})));
-        assert!(!is_ready(&json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})));
-        assert!(!is_ready(&json!({"metadata": {"name": "n"}})));
+    fn a_node_is_ready_when_this_run_reported_it_ready() {
+        let since: Timestamp = "2025-01-01T00:00:10.5Z".parse().unwrap();
+        let node = |status: &str, heartbeat: &str| {
+            json!({"status": {"conditions": [
+                {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": heartbeat},
+                {"type": "Ready", "status": status, "lastHeartbeatTime": heartbeat},
+            ]}})
+        };
+        assert!(is_ready(&node("True", "2025-01-01T00:00:11Z"), since));
+        assert!(is_ready(&node("True", "2025-01-01T00:00:10Z"), since), "the same second counts");
+        assert!(!is_ready(&node("True", "2025-01-01T00:00:09Z"), since), "left Ready by an earlier run");
+        assert!(!is_ready(&node("False", "2025-01-01T00:00:11Z"), since));
+        assert!(!is_ready(&json!({"metadata": {"name": "n"}}), since));
     }
 }

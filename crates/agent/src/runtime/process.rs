@@ -10,7 +10,8 @@
 //!   `image_status` knows every image.
 //! - **Host network.** Sandboxes report no IPs: the pod is in the host's network and
 //!   the kubelet reports the node's address, as for `hostNetwork` pods.
-//!   Port-forward goes to 127.0.0.1.
+//!   Port-forward goes to 127.0.0.1. There is no resolv.conf of the pod's own either:
+//!   processes resolve names as the host does, whatever the pod's dnsPolicy.
 //! - **No mounts.** A process cannot be shown a host directory at another path
 //!   without a mount namespace, so volume mounts are not applied; a process that
 //!   needs its volumes must be told their host paths.
@@ -313,7 +314,7 @@ impl Runtime for ProcessRuntime {
             attempt: config.attempt,
             image: config.image.clone(),
             argv: config.command.iter().chain(&config.args).cloned().collect(),
-            env: container_env(&config.env),
+            env: container_env(&config.env, uid, std::env::var("HOME").ok()),
             working_dir: match &config.working_dir {
                 Some(dir) if !dir.is_empty() => PathBuf::from(dir),
                 _ => self.state.sandbox_dir(sandbox_id),
@@ -716,12 +717,18 @@ fn exec_command(record: &ContainerRecord, command: &[String]) -> Result<tokio::p
 }
 
 /// The container's environment with what a container runtime always sets: `PATH`
-/// (there is no image to give one) and `HOME`.
-fn container_env(env: &[(String, String)]) -> Vec<(String, String)> {
+/// (there is no image to give one) and `HOME`: the agent's own for a process that
+/// runs as the agent's user, `/` for another user (there is no image's passwd file
+/// to look it up in).
+fn container_env(env: &[(String, String)], uid: Option<u32>, agent_home: Option<String>) -> Vec<(String, String)> {
+    let home = match (uid, agent_home) {
+        (None, Some(home)) if !home.is_empty() => home,
+        _ => "/".to_string(),
+    };
     let mut env = env.to_vec();
-    for (name, default) in [("PATH", DEFAULT_PATH), ("HOME", "/")] {
+    for (name, default) in [("PATH", DEFAULT_PATH.to_string()), ("HOME", home)] {
         if !env.iter().any(|(k, _)| k == name) {
-            env.push((name.to_string(), default.to_string()));
+            env.push((name.to_string(), default));
         }
     }
     env
@@ -776,7 +783,7 @@ mod tests {
 
     #[test]
     fn the_environment_gets_a_path_and_home_unless_it_has_them() {
-        let env = container_env(&[("FOO".into(), "bar".into()), ("HOME".into(), "/work".into())]);
+        let env = container_env(&[("FOO".into(), "bar".into()), ("HOME".into(), "/work".into())], None, None);
         assert_eq!(
             env,
             vec![
@@ -785,6 +792,13 @@ mod tests {
                 ("PATH".to_string(), DEFAULT_PATH.to_string()),
             ]
         );
+        let home = |uid, agent: Option<&str>| {
+            let env = container_env(&[], uid, agent.map(str::to_string));
+            env.into_iter().find(|(k, _)| k == "HOME").map(|(_, v)| v).unwrap()
+        };
+        assert_eq!(home(None, Some("/root")), "/root");
+        assert_eq!(home(Some(1000), Some("/root")), "/");
+        assert_eq!(home(None, None), "/");
     }
 
     #[test]

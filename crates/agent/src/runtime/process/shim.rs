@@ -2,7 +2,9 @@
 //!
 //! The runtime starts one per container, in a process group of its own with its
 //! standard streams on `/dev/null`, so that it outlives the agent and a Ctrl-C at the
-//! agent's terminal does not reach it. It starts the container's process (in a
+//! agent's terminal does not reach it. (A session of its own would detach it from the
+//! terminal entirely, but the standard library cannot call setsid without unsafe
+//! code; a background process group receives no terminal signals either.) It starts the container's process (in a
 //! process group of its own too, which is what the runtime signals to stop it),
 //! copies its stdout and stderr into the CRI-format log file, and records in the
 //! container's state directory when the process started and how it ended. It keeps

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use skiff_agent::runtime::containerd::{import_image, Containerd, ContainerdConfig};
 use skiff_agent::runtime::cri::CriRuntime;
 use skiff_agent::runtime::{
-    cni, labels, ContainerConfig, ContainerState, ContainerStatus, DnsConfig, Resources, Runtime, RuntimeError, SandboxConfig, SandboxState, Stream,
+    cni, labels, ContainerConfig, PortMapping, Protocol, ContainerState, ContainerStatus, DnsConfig, Resources, Runtime, RuntimeError, SandboxConfig, SandboxState, Stream,
     StreamRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -255,7 +255,10 @@ async fn scenario(node: Arc<Node>, runtime: Arc<CriRuntime>, socket: PathBuf) {
     assert!(matches!(&pull, RuntimeError::ImagePull { image, .. } if image == absent), "{pull:?}");
 
     // --- a sandbox on the bridge ---
-    let web = sandbox(&node, "web");
+    let mut web = sandbox(&node, "web");
+    // A hostPort, reached on the host's loopback (portmap's SNAT makes that work).
+    let host_port = 40000 + (std::process::id() % 1000) as u16;
+    web.port_mappings = vec![PortMapping { protocol: Protocol::Tcp, container_port: 8080, host_port, host_ip: String::new() }];
     std::fs::create_dir_all(&web.log_directory).unwrap();
     let sandbox_id = runtime.run_sandbox(&web).await.unwrap();
     let status = runtime.sandbox_status(&sandbox_id).await.unwrap();
@@ -280,6 +283,8 @@ async fn scenario(node: Arc<Node>, runtime: Arc<CriRuntime>, socket: PathBuf) {
     let response = eventually("the pod to serve HTTP", Duration::from_secs(20), || async { http_get(address, "/passwd").await.ok() }).await;
     assert!(response.starts_with("HTTP/1.") && response.contains(" 200 "), "{response}");
     assert!(response.contains("root:x:0:0:"), "{response}");
+    let via_host_port = http_get(SocketAddr::from(([127, 0, 0, 1], host_port)), "/group").await.unwrap();
+    assert!(via_host_port.contains(" 200 ") && via_host_port.contains("root:x:0:"), "{via_host_port}");
 
     let status = runtime.container_status(&web_id).await.unwrap();
     assert_eq!(status.state, ContainerState::Running);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 
-use crate::plugins::{self, interpodaffinity, podtopologyspread};
+use crate::plugins::{self, interpodaffinity, podtopologyspread, volume_binding};
 use crate::status::{Code, Diagnosis, FitError, Status};
 use crate::types::{LabelColumn, NamespaceLabels, NodeInfo, PodInfo};
 
@@ -60,6 +60,7 @@ pub struct CycleState {
     pub inter_pod_affinity_score: Option<interpodaffinity::PreScoreState>,
     pub topology_spread: Option<podtopologyspread::PreFilterState>,
     pub topology_spread_score: Option<podtopologyspread::PreScoreState>,
+    pub volume_binding: Option<volume_binding::PreFilterState>,
     /// Filter plugins whose PreFilter said Skip, as bits by position in
     /// [`Framework::filters`] (a set of names would cost string compares per node).
     pub skip_filter_mask: u64,
@@ -172,11 +173,18 @@ impl Default for Framework {
 
 impl Framework {
     /// The default profile: Filter in the order NodeUnschedulable, NodeName,
-    /// TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit, PodTopologySpread,
-    /// InterPodAffinity; Score with weights TaintToleration 3, NodeAffinity 2,
-    /// NodeResourcesFit 1, PodTopologySpread 2, InterPodAffinity 2,
-    /// NodeResourcesBalancedAllocation 1.
+    /// TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit, VolumeBinding,
+    /// PodTopologySpread, InterPodAffinity; Score with weights TaintToleration 3,
+    /// NodeAffinity 2, NodeResourcesFit 1, PodTopologySpread 2, InterPodAffinity 2,
+    /// NodeResourcesBalancedAllocation 1. VolumeBinding reads no claims here (see
+    /// [`Framework::with_volume_binding`]).
     pub fn new(percentage_of_nodes_to_score: Option<u32>) -> Framework {
+        Framework::with_volume_binding(percentage_of_nodes_to_score, Arc::new(volume_binding::VolumeBinding::default()))
+    }
+
+    /// The default profile with a VolumeBinding plugin that reads the scheduler's
+    /// claims, volumes and classes.
+    pub fn with_volume_binding(percentage_of_nodes_to_score: Option<u32>, volumes: Arc<volume_binding::VolumeBinding>) -> Framework {
         use plugins::*;
         let node_affinity = Arc::new(nodeaffinity::NodeAffinity);
         let ports = Arc::new(nodeports::NodePorts);
@@ -185,7 +193,7 @@ impl Framework {
         let taints = Arc::new(tainttoleration::TaintToleration);
         let fit = Arc::new(noderesources::Fit);
         Framework {
-            pre_filters: vec![node_affinity.clone(), ports.clone(), spread.clone(), ipa.clone()],
+            pre_filters: vec![node_affinity.clone(), ports.clone(), volumes.clone(), spread.clone(), ipa.clone()],
             filters: vec![
                 Arc::new(nodeunschedulable::NodeUnschedulable),
                 Arc::new(nodename::NodeName),
@@ -193,6 +201,7 @@ impl Framework {
                 node_affinity.clone(),
                 ports,
                 fit.clone(),
+                volumes,
                 spread.clone(),
                 ipa.clone(),
             ],

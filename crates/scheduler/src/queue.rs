@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::plugins::{interpodaffinity, nodeaffinity, nodename, nodeports, noderesources, nodeunschedulable, podtopologyspread, tainttoleration};
+use crate::plugins::{interpodaffinity, nodeaffinity, nodename, nodeports, noderesources, nodeunschedulable, podtopologyspread, tainttoleration, volume_binding};
 use crate::types::PodInfo;
 
 /// Back-off of the first retry (`podInitialBackoffDuration`).
@@ -46,6 +46,8 @@ pub mod event {
     pub const POD_LABEL: u32 = 1 << 6;
     /// An assigned pod was deleted or finished.
     pub const POD_DELETE: u32 = 1 << 7;
+    /// A PersistentVolumeClaim, PersistentVolume or StorageClass changed.
+    pub const STORAGE: u32 = 1 << 8;
     pub const ALL: u32 = u32::MAX;
 }
 
@@ -62,6 +64,7 @@ pub fn interest(plugin: &str) -> u32 {
         noderesources::FIT_NAME => NODE_ADD | NODE_ALLOCATABLE | NODE_TAINT | NODE_LABEL | POD_DELETE,
         podtopologyspread::NAME => POD_ADD | POD_LABEL | POD_DELETE | NODE_ADD | NODE_DELETE | NODE_LABEL | NODE_TAINT,
         interpodaffinity::NAME => POD_ADD | POD_LABEL | POD_DELETE | NODE_ADD | NODE_LABEL,
+        volume_binding::NAME => STORAGE | NODE_ADD | NODE_LABEL,
         _ => ALL,
     }
 }

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::cache::Cache;
 use crate::framework::{Framework, ScheduleError};
+use crate::plugins::volume_binding::{self, VolumeBinding, VolumeInformers};
 use crate::preemption::{self, Candidate, Outcome, REASON_PREEMPTION_BY_SCHEDULER};
 use crate::queue::{event, QueuedPod, SchedulingQueue};
 use crate::types::PodInfo;
@@ -53,6 +54,10 @@ struct Shared {
     config: SchedulerConfig,
     client: Client,
     framework: Framework,
+    /// VolumeBinding, whose PreBind runs before a pod with claims is bound, and
+    /// the informers it reads.
+    volumes: Arc<VolumeBinding>,
+    volume_informers: VolumeInformers,
     state: Mutex<State>,
     queue: Mutex<SchedulingQueue>,
     /// Signalled whenever the queue may have a pod to pop.
@@ -116,9 +121,13 @@ impl Scheduler {
     pub fn new(client: Client, config: SchedulerConfig) -> Scheduler {
         let recorder = EventRecorder::new(client.clone(), &config.name, None);
         let binds = Semaphore::new(config.bind_parallelism.max(1));
+        let volume_informers = VolumeInformers::new(&client);
+        let volumes = Arc::new(VolumeBinding::new(volume_informers.listers()));
         Scheduler {
             shared: Arc::new(Shared {
-                framework: Framework::default(),
+                framework: Framework::with_volume_binding(None, volumes.clone()),
+                volumes,
+                volume_informers,
                 state: Mutex::new(State { cache: Cache::new(), next_start: 0, rng: StdRng::from_os_rng() }),
                 queue: Mutex::new(SchedulingQueue::new()),
                 wake: Notify::new(),
@@ -239,6 +248,13 @@ impl Scheduler {
         }
     }
 
+    /// A claim, volume or class changed: pods waiting on storage may fit now.
+    fn on_storage_change(&self) {
+        if lock(&self.shared.queue).move_on_event(event::STORAGE, Instant::now()) > 0 {
+            self.shared.wake.notify_one();
+        }
+    }
+
     // === the scheduling loop ===
 
     /// Runs until dropped: informers, the periodic flush, and the loop.
@@ -254,9 +270,13 @@ impl Scheduler {
         nodes.on_event(Arc::new(move |ev| s.on_node(ev)));
         let s = self.clone();
         pods.on_event(Arc::new(move |ev| s.on_pod(ev)));
+        let s = self.clone();
+        self.shared.volume_informers.on_change(Arc::new(move || s.on_storage_change()));
         tasks.spawn(namespaces.clone().run());
         tasks.spawn(nodes.clone().run());
         tasks.spawn(pods.clone().run());
+        tasks.spawn(self.shared.volume_informers.clone().run());
+        self.shared.volume_informers.wait_synced().await;
         namespaces.wait_synced().await;
         nodes.wait_synced().await;
         pods.wait_synced().await;
@@ -436,6 +456,10 @@ impl Scheduler {
     /// forgotten and retried after a back-off.
     async fn bind(self, qp: QueuedPod, node: String) {
         let decided = Instant::now();
+        // Waiting for volumes holds no binding slot.
+        if VolumeBinding::uses_claims(&qp.pod.pod) && !self.pre_bind(&qp, &node).await {
+            return;
+        }
         let _permit = self.shared.binds.acquire().await;
         let pod = &qp.pod;
         let binding = Binding {
@@ -469,6 +493,27 @@ impl Scheduler {
                 if let Some(f) = self.fail(&qp, &msg, &BTreeSet::new(), "SchedulerError", true, Nomination::Keep) {
                     f.await;
                 }
+            }
+        }
+    }
+
+    /// VolumeBinding's PreBind: the pod's claims get the node and are bound there.
+    /// On failure the pod is forgotten and retried after a back-off, as after a
+    /// failed binding.
+    async fn pre_bind(&self, qp: &QueuedPod, node: &str) -> bool {
+        let labels = lock(&self.shared.state).cache.node(node).map(|n| n.labels().clone()).unwrap_or_default();
+        let uid = qp.pod.uid.clone();
+        let gone = || !lock(&self.shared.queue).contains(&uid);
+        match self.shared.volumes.pre_bind(&self.shared.client, &qp.pod, node, &labels, gone).await {
+            Ok(()) => true,
+            Err(e) => {
+                lock(&self.shared.state).cache.forget(&qp.pod.uid);
+                tracing::info!(pod = %qp.pod.key(), node = %node, error = %e, "volumes not bound");
+                let msg = format!("running PreBind plugin {:?}: {e}", volume_binding::NAME);
+                if let Some(f) = self.fail(qp, &msg, &BTreeSet::new(), "SchedulerError", true, Nomination::Keep) {
+                    f.await;
+                }
+                false
             }
         }
     }

@@ -303,8 +303,15 @@ impl VolumeManager {
                 "Memory" => self.ensure_tmpfs(pod, &dir, empty_dir.size_limit.as_ref(), facts).await.map_err(|e| setup_io(name, e))?,
                 other => return Err(setup_failed(name, format!("emptyDir medium {other:?} is not supported on this node"))),
             }
-            // The mount root gets the volume's mode too.
-            set_mode(&dir, 0o777).map_err(|e| setup_io(name, e))?;
+            // The mount root gets the volume's mode too (a fresh tmpfs has 1777);
+            // a setgid bit from the fsGroup step stays.
+            let current = fs::metadata(&dir).map(|m| m.permissions().mode() & 0o7777).map_err(|e| setup_io(name, e))?;
+            if current & 0o777 != 0o777 {
+                set_mode(&dir, current | 0o777).map_err(|e| setup_io(name, e))?;
+            }
+            if let Some(gid) = fs_group(pod) {
+                give_empty_dir_to_group(&dir, gid).map_err(|e| setup_io(name, e))?;
+            }
             return Ok(());
         }
         if let Some(host) = &vol.host_path {
@@ -333,9 +340,16 @@ impl VolumeManager {
         if secret_data && self.memory_backed_secrets {
             self.ensure_tmpfs(pod, &dir, None, facts).await.map_err(|e| setup_io(name, e))?;
         }
-        let (payload, deferred) = self.content_payload(pod, uid, vol, facts).await?;
+        let (mut payload, deferred) = self.content_payload(pod, uid, vol, facts).await?;
+        let group = fs_group(pod);
+        if group.is_some() {
+            // What the kubelet's ownership step leaves: group-readable files.
+            for file in payload.values_mut() {
+                file.mode |= 0o440;
+            }
+        }
         let target = dir.clone();
-        let changed = tokio::task::spawn_blocking(move || atomic_writer::write(&target, &payload))
+        let changed = tokio::task::spawn_blocking(move || atomic_writer::write(&target, &payload, group))
             .await
             .map_err(|e| setup_io(name, io::Error::other(e.to_string())))?
             .map_err(|e| setup_io(name, e))?;
@@ -432,7 +446,9 @@ impl VolumeManager {
             } else if let Some(projection) = &source.service_account_token {
                 match self.service_account_token(pod, uid, name, projection).await {
                     Ok(token) => {
-                        files.insert(projection.path.clone(), FileProjection { data: token.into_bytes(), mode: (default_mode as u32) & 0o7777 });
+                        // With an fsGroup the token is for the owner and that group only.
+                        let mode = if fs_group(pod).is_some() { 0o600 } else { (default_mode as u32) & 0o7777 };
+                        files.insert(projection.path.clone(), FileProjection { data: token.into_bytes(), mode });
                     }
                     Err(e) => token_error = Some(setup_failed(name, e)),
                 }
@@ -878,6 +894,40 @@ fn api_message(e: &skiff_client::Error) -> String {
     }
 }
 
+/// The pod's `securityContext.fsGroup`.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec.as_ref()?.security_context.as_ref()?.fs_group.and_then(|g| u32::try_from(g).ok())
+}
+
+/// Gives an emptyDir to the pod's fsGroup (setgid directories, group read and
+/// write), walking it only when its root is not the group's yet, as the
+/// `OnRootMismatch` policy does.
+fn give_empty_dir_to_group(dir: &Path, gid: u32) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(dir)?;
+    if meta.gid() == gid && meta.mode() & 0o2000 != 0 {
+        return Ok(());
+    }
+    fn walk(path: &Path, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::lchown(path, None, Some(gid))?;
+        let meta = fs::symlink_metadata(path)?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_dir() {
+            set_mode(path, mode | 0o2770)?;
+            for entry in fs::read_dir(path)? {
+                walk(&entry?.path(), gid)?;
+            }
+        } else {
+            set_mode(path, mode | 0o660)?;
+        }
+        Ok(())
+    }
+    walk(dir, gid)
+}
+
 fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
     if !dir.is_dir() {
         fs::create_dir_all(dir)?;
@@ -1299,6 +1349,56 @@ mod tests {
         assert!(fs::symlink_metadata(dir.join("token")).is_err());
         assert_eq!(fs::read_to_string(dir.join("namespace")).unwrap(), "default");
         assert!(dir.join("ca.crt").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tokens_that_are_due_are_replaced_by_the_run_loop() {
+        let f = Fixture::start().await;
+        let _ = f.ts.client().create("/api/v1/namespaces/default/serviceaccounts", &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "runner"}})).await;
+        let p = api_pod(&f.ts, "refreshed", "runner").await;
+        let uid = p.metadata.uid.clone().unwrap();
+        let dir = f.volumes.volume_dir(&uid, PROJECTED_PLUGIN, &access_volume(&p).name);
+        f.volumes.setup(&p).await.unwrap();
+        let first = fs::read_to_string(dir.join("token")).unwrap();
+        // A later second gives a different token.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let now = jiff::Timestamp::now().as_second();
+        f.volumes.with_state(&uid, |s| {
+            for t in s.tokens.values_mut() {
+                t.expires = now + 60;
+            }
+        });
+        let task = tokio::spawn(f.volumes.clone().run());
+        eventually("a fresh token", Duration::from_secs(5), || fs::read_to_string(dir.join("token")).is_ok_and(|t| t != first)).await;
+        let expires = f.volumes.with_state(&uid, |s| s.tokens.values().map(|t| t.expires).min().unwrap());
+        assert!(expires > now + 3000, "the new token lives about an hour");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_fs_group_owns_content_volumes_and_empty_dirs() {
+        use std::os::unix::fs::MetadataExt;
+        let f = Fixture::start().await;
+        // The test's own group, which it may always give files to.
+        let gid = fs::metadata(f.dir.path()).unwrap().gid();
+        f.ts.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"k": "v"}})).await;
+        let p = pod("g1", json!({
+            "securityContext": {"fsGroup": gid},
+            "containers": [{"name": "app"}],
+            "volumes": [{"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400}}, {"name": "scratch", "emptyDir": {}}]
+        }));
+        f.volumes.setup(&p).await.unwrap();
+        let secret = f.volumes.volume_dir("g1", SECRET_PLUGIN, "creds");
+        assert_eq!(mode(&secret.join("k")), 0o440);
+        assert_eq!(fs::metadata(secret.join("k")).unwrap().gid(), gid);
+        let data = fs::canonicalize(secret.join(atomic_writer::DATA_DIR)).unwrap();
+        assert_eq!(mode(&data) & 0o2000, 0o2000);
+        let scratch = f.volumes.volume_dir("g1", EMPTY_DIR_PLUGIN, "scratch");
+        assert_eq!(mode(&scratch), 0o2777);
+        // Nothing changes on the next pass.
+        f.volumes.setup(&p).await.unwrap();
+        assert_eq!(fs::canonicalize(secret.join(atomic_writer::DATA_DIR)).unwrap(), data);
+        assert_eq!(mode(&scratch), 0o2777);
     }
 
     #[test]

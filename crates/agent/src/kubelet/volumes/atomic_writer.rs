@@ -7,6 +7,11 @@
 //! timestamped directory, points `..data_tmp` at it and renames that over `..data`
 //! (one atomic rename), then drops top-level entries that are gone and the old
 //! directory. Nothing is written when the content and modes are unchanged.
+//!
+//! With a pod fsGroup, the new directory tree is given to that group before the
+//! swap (directories also get setgid and group read/search), as the kubelet's
+//! volume ownership step does; file modes already include the group bits the
+//! caller wants.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -35,8 +40,8 @@ pub struct FileProjection {
 pub type Payload = BTreeMap<String, FileProjection>;
 
 /// Makes `target` (an existing directory) hold exactly `payload`; returns whether
-/// anything was written.
-pub fn write(target: &Path, payload: &Payload) -> io::Result<bool> {
+/// anything was written. `group` is the pod's fsGroup, if it has one.
+pub fn write(target: &Path, payload: &Payload, group: Option<u32>) -> io::Result<bool> {
     let payload = validate_payload(payload)?;
     let data_path = target.join(DATA_DIR);
     let old_ts = match fs::read_link(&data_path) {
@@ -56,7 +61,7 @@ pub fn write(target: &Path, payload: &Payload) -> io::Result<bool> {
 
     let ts_dir = new_timestamp_dir(target)?;
     let ts_name = ts_dir.file_name().map(PathBuf::from).unwrap_or_default();
-    if let Err(e) = write_payload(&payload, &ts_dir) {
+    if let Err(e) = write_payload(&payload, &ts_dir).and_then(|()| group.map_or(Ok(()), |gid| give_to_group(&ts_dir, gid))) {
         let _ = fs::remove_dir_all(&ts_dir);
         return Err(e);
     }
@@ -245,6 +250,20 @@ fn write_payload(payload: &Payload, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives `dir` and everything below it to group `gid`; directories get setgid and
+/// group read and search (upstream's read-only mask), files keep their modes.
+pub(crate) fn give_to_group(dir: &Path, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    let meta = fs::symlink_metadata(dir)?;
+    if meta.is_dir() {
+        fs::set_permissions(dir, fs::Permissions::from_mode((meta.permissions().mode() & 0o7777) | 0o2550))?;
+        for entry in fs::read_dir(dir)? {
+            give_to_group(&entry?.path(), gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// `name → ..data/name` for every top-level entry of the payload that has no link
 /// yet.
 fn create_user_visible(target: &Path, payload: &Payload) -> io::Result<()> {
@@ -267,6 +286,10 @@ mod tests {
         files.iter().map(|(p, d, m)| (p.to_string(), FileProjection { data: d.as_bytes().to_vec(), mode: *m })).collect()
     }
 
+    fn write_none(target: &Path, payload: &Payload) -> io::Result<bool> {
+        write(target, payload, None)
+    }
+
     fn entries(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
@@ -281,7 +304,7 @@ mod tests {
     fn files_are_symlinks_through_the_data_link_into_a_timestamped_directory() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path();
-        assert!(write(target, &payload(&[("app.conf", "a=1", 0o644), ("conf.d/extra", "x", 0o400)])).unwrap());
+        assert!(write_none(target, &payload(&[("app.conf", "a=1", 0o644), ("conf.d/extra", "x", 0o400)])).unwrap());
 
         let ts = timestamped(target);
         assert_eq!(ts.len(), 1);
@@ -306,17 +329,17 @@ mod tests {
     fn unchanged_content_is_not_rewritten() {
         let dir = tempfile::tempdir().unwrap();
         let files = payload(&[("a", "1", 0o644), ("b/c", "2", 0o644)]);
-        assert!(write(dir.path(), &files).unwrap());
+        assert!(write_none(dir.path(), &files).unwrap());
         let before = timestamped(dir.path());
-        assert!(!write(dir.path(), &files).unwrap());
+        assert!(!write_none(dir.path(), &files).unwrap());
         assert_eq!(timestamped(dir.path()), before);
     }
 
     #[test]
     fn a_changed_mode_is_a_change() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(write(dir.path(), &payload(&[("a", "1", 0o644)])).unwrap());
-        assert!(write(dir.path(), &payload(&[("a", "1", 0o600)])).unwrap());
+        assert!(write_none(dir.path(), &payload(&[("a", "1", 0o644)])).unwrap());
+        assert!(write_none(dir.path(), &payload(&[("a", "1", 0o600)])).unwrap());
         assert_eq!(fs::metadata(dir.path().join("a")).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
@@ -324,9 +347,9 @@ mod tests {
     fn an_update_swaps_directories_and_drops_what_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path();
-        write(target, &payload(&[("keep", "1", 0o644), ("old", "x", 0o644), ("sub/old", "y", 0o644)])).unwrap();
+        write_none(target, &payload(&[("keep", "1", 0o644), ("old", "x", 0o644), ("sub/old", "y", 0o644)])).unwrap();
         let first = timestamped(target);
-        assert!(write(target, &payload(&[("keep", "2", 0o644), ("new", "z", 0o644)])).unwrap());
+        assert!(write_none(target, &payload(&[("keep", "2", 0o644), ("new", "z", 0o644)])).unwrap());
         let second = timestamped(target);
         assert_eq!(second.len(), 1);
         assert_ne!(first, second);
@@ -341,11 +364,11 @@ mod tests {
     fn an_open_file_keeps_its_old_content_across_an_update() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path();
-        write(target, &payload(&[("k", "old", 0o644)])).unwrap();
+        write_none(target, &payload(&[("k", "old", 0o644)])).unwrap();
         // What a subPath bind mount holds: the file the link resolved to then.
         let pinned = fs::canonicalize(target.join("k")).unwrap();
         let mut held = fs::File::open(&pinned).unwrap();
-        write(target, &payload(&[("k", "new", 0o644)])).unwrap();
+        write_none(target, &payload(&[("k", "new", 0o644)])).unwrap();
         let mut text = String::new();
         io::Read::read_to_string(&mut held, &mut text).unwrap();
         assert_eq!(text, "old");
@@ -355,8 +378,8 @@ mod tests {
     #[test]
     fn an_empty_payload_leaves_only_the_data_link() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), &payload(&[("a", "1", 0o644)])).unwrap();
-        assert!(write(dir.path(), &Payload::new()).unwrap());
+        write_none(dir.path(), &payload(&[("a", "1", 0o644)])).unwrap();
+        assert!(write_none(dir.path(), &Payload::new()).unwrap());
         let names = entries(dir.path());
         assert_eq!(names.len(), 2, "{names:?}");
         assert!(names.contains(&DATA_DIR.to_string()));
@@ -376,14 +399,27 @@ mod tests {
             assert!(validate_path(good).is_ok(), "{good:?} should pass");
         }
         let dir = tempfile::tempdir().unwrap();
-        assert!(write(dir.path(), &payload(&[("../escape", "x", 0o644)])).is_err());
+        assert!(write_none(dir.path(), &payload(&[("../escape", "x", 0o644)])).is_err());
         assert!(fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing is written for an invalid payload");
+    }
+
+    #[test]
+    fn an_fs_group_owns_the_new_tree_with_setgid_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        // A group the test process may give files to: its own.
+        let gid = std::os::unix::fs::MetadataExt::gid(&fs::metadata(dir.path()).unwrap());
+        write(dir.path(), &payload(&[("sub/f", "1", 0o440)]), Some(gid)).unwrap();
+        let ts = fs::canonicalize(dir.path().join(DATA_DIR)).unwrap();
+        assert_eq!(fs::metadata(&ts).unwrap().permissions().mode() & 0o7777, 0o2755);
+        assert_eq!(fs::metadata(ts.join("sub")).unwrap().permissions().mode() & 0o2000, 0o2000);
+        assert_eq!(fs::metadata(ts.join("sub/f")).unwrap().permissions().mode() & 0o7777, 0o440);
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&fs::metadata(ts.join("sub/f")).unwrap()), gid);
     }
 
     #[test]
     fn paths_are_cleaned_before_writing() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), &payload(&[("./a//b/", "1", 0o644)])).unwrap();
+        write_none(dir.path(), &payload(&[("./a//b/", "1", 0o644)])).unwrap();
         assert_eq!(fs::read_to_string(dir.path().join("a/b")).unwrap(), "1");
     }
 }

@@ -1,7 +1,7 @@
 //! The CRI runtime: containerd (or any CRI v1 runtime) over its unix socket.
 //!
 //! Every [`Runtime`] method is one CRI call (two where CRI splits what the agent
-//! wants in one answer, such as a container's sandbox id); [`convert`] holds the
+//! wants in one answer, such as a container's sandbox id); the `convert` module holds the
 //! field mappings. gRPC codes keep their meaning: NotFound, Unavailable and
 //! DeadlineExceeded become the matching [`RuntimeError`]s, and NotFound on a stop
 //! or remove is success, as CRI's idempotency asks.
@@ -57,7 +57,7 @@ impl CriRuntime {
     /// Connects to the runtime's socket (e.g. `/run/containerd/containerd.sock`) and
     /// checks it answers CRI v1 `Version`.
     pub async fn connect(socket: &Path) -> super::Result<CriRuntime> {
-        let runtime = CriRuntime::lazy(socket)?;
+        let runtime = CriRuntime::lazy(socket);
         let version = runtime.version_response().await?;
         if version.runtime_api_version != "v1" {
             return Err(RuntimeError::Unavailable(format!(
@@ -74,7 +74,7 @@ impl CriRuntime {
 
     /// A client for the socket that connects on first use (and reconnects after
     /// the runtime restarts), without checking anything yet.
-    pub fn lazy(socket: &Path) -> super::Result<CriRuntime> {
+    pub fn lazy(socket: &Path) -> CriRuntime {
         let path = socket.to_path_buf();
         // The URI is required by the HTTP/2 layer but never resolved: every
         // connection goes to the socket.
@@ -83,11 +83,11 @@ impl CriRuntime {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }));
-        Ok(CriRuntime {
+        CriRuntime {
             runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
             images: ImageServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES),
             socket: socket.to_path_buf(),
-        })
+        }
     }
 
     /// The socket this client talks to.

@@ -177,11 +177,7 @@ where
     let up = async {
         while let Some(Ok(message)) = incoming.next().await {
             match message {
-                Message::Binary(b) => {
-                    if raw_write.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(b) if raw_write.write_all(&b).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }

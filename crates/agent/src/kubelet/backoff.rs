@@ -128,6 +128,16 @@ impl Backoff {
         self.entries.get(key).is_some_and(|e| !expired(now, e.last_update, self.max) && since(now, e.last_update) < e.backoff)
     }
 
+    /// How much longer `key` must wait since its last attempt, if it must.
+    pub fn remaining_since_update(&self, key: &str, now: Timestamp) -> Option<Duration> {
+        let e = self.entries.get(key)?;
+        if expired(now, e.last_update, self.max) {
+            return None;
+        }
+        let waited = since(now, e.last_update);
+        (waited < e.backoff).then(|| e.backoff - waited)
+    }
+
     /// Forgets `key` (its container started fine, its pod is gone).
     pub fn reset(&mut self, key: &str) {
         self.entries.remove(key);

@@ -12,8 +12,13 @@ pub mod admission;
 pub mod backoff;
 pub mod container;
 pub mod env;
+#[cfg(test)]
+pub mod fake_runtime;
+pub mod host;
 pub mod images;
+pub mod manager;
 pub mod node;
+pub mod pods;
 pub mod podstate;
 pub mod probe;
 pub mod sandbox;

@@ -27,6 +27,8 @@ use skiff_store::{EtcdStore, ListOptions, LocalEtcd, SqliteStore, Store};
 
 #[path = "bench_scheduler.rs"]
 mod bench_scheduler;
+#[path = "bench_pods.rs"]
+mod bench_pods;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -35,6 +37,9 @@ pub enum BenchCommand {
     /// Scheduler: pods bound per second and create-to-bound latency on many nodes,
     /// against bindings to round-robin nodes with no decisions.
     Scheduler(bench_scheduler::SchedulerArgs),
+    /// Pods on a real node: create-to-Running/Ready latency against `ctr run`, and
+    /// memory (a private containerd, server and kubelet in this process).
+    Pods(bench_pods::PodsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -77,6 +82,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Api(args) => api(args).await,
         BenchCommand::Scheduler(args) => bench_scheduler::run(args).await,
+        BenchCommand::Pods(args) => bench_pods::run(args).await,
     }
 }
 

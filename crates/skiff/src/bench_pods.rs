@@ -1,0 +1,945 @@
+//! `skiff bench pods`: pod start-up latency and memory on a real node, next to a
+//! baseline measured in the same run.
+//!
+//! Everything runs on this host, in one process as `skiff up` runs it: a private
+//! containerd under a temporary directory (the pause and busybox images imported,
+//! never pulled), the API server on SQLite with the scheduler and controllers, and
+//! the kubelet for a node at 127.0.0.1 whose pods get a bridge and pod CIDR of
+//! their own, so that nothing collides with a `skiff up` on the same host.
+//!
+//! - **baseline**: `ctr run -d` of the same image and command, offered at the same
+//!   rate. `ctr run -d` returns once the task has been started (container created
+//!   from the unpacked image, shim and runc create, start), which is the moment
+//!   a kubelet's `StartContainer` returns: the fairest "container started" that
+//!   needs no polling. It pays for starting the `ctr` process itself (measured
+//!   apart, `ctr version`) and no pod sandbox, network or API at all.
+//! - **pods**: `--pods` pods created through the API at `--rate` per second (open
+//!   loop), each timed from its create request to the watch event that shows it
+//!   bound, `Running` and `Ready` (no readiness probe, so Ready follows start).
+//!   One warm-up pod and one warm-up container go first and are not counted.
+//! - **memory**: VmRSS and VmHWM of this process (server, controllers, scheduler and
+//!   kubelet, plus the benchmark's small client) with an idle node and with the pods
+//!   running; containerd's own RSS, and its shims', for context.
+//!
+//! Timing figures are printed against the product's aims and never fail the run.
+//! Everything is torn down at the end (pods through the API, leftovers through CRI
+//! and `ctr`, containerd stopped, the bridge deleted), also after a `--timeout`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use skiff_agent::runtime::containerd::{self, Containerd, ContainerdConfig, CRI_NAMESPACE};
+use skiff_agent::runtime::cri::CriRuntime;
+use skiff_agent::runtime::{cni, Runtime};
+use skiff_apiserver::{Config, Server, Settings};
+use skiff_client::{Client, ClientConfig};
+use skiff_store::SqliteStore;
+use tokio::process::Command;
+
+use crate::agent::{self, NodeOptions, Runtimes};
+use crate::images::{self, BUSYBOX_ARCHIVE, BUSYBOX_IMAGE, PAUSE_ARCHIVE, PAUSE_IMAGE};
+
+#[derive(Args, Debug, Clone)]
+pub struct PodsArgs {
+    /// Pods created (and, for the baseline, containers run with ctr).
+    #[arg(long, default_value_t = 100)]
+    pub pods: usize,
+    /// Pods (and baseline containers) started per second, open loop.
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+    /// The whole measurement gives up after this long (tear-down comes on top).
+    #[arg(long, default_value = "5m", value_parser = crate::server::parse_duration)]
+    pub timeout: Duration,
+    /// Where pause.tar and busybox.tar are. Default: target/images when both are
+    /// there (scripts/build-images.sh), else they are built into the data directory.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Skip the ctr baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Keep everything here instead of a temporary directory (short path: the
+    /// containerd socket lives under it).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The product brief's aims.
+const AIM_P99_RUNNING: Duration = Duration::from_millis(300);
+const AIM_IDLE_RSS_KIB: u64 = 64 * 1024;
+/// How long the node may take to register and turn Ready.
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The idle figure is read this long after the node turned Ready.
+const SETTLE: Duration = Duration::from_secs(3);
+/// How long deleted pods may take to disappear, beyond their grace period.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Pod CIDRs are taken from 10.251.0.0/16, one /24 not routed on this host.
+const POD_CIDR_SECOND_OCTET: u8 = 251;
+const NAMESPACE: &str = "default";
+const LABEL: &str = "bench-pods";
+
+// === summaries ===
+
+/// Percentiles of a set of durations, by the nearest rank on the sorted samples
+/// (the rule the other benchmarks use: index round((n-1)·p)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Summary {
+    n: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Summary {
+    fn of(mut samples: Vec<Duration>) -> Summary {
+        samples.sort();
+        Summary { n: samples.len(), p50: percentile(&samples, 0.5), p99: percentile(&samples, 0.99), max: samples.last().copied().unwrap_or_default() }
+    }
+
+    fn line(&self) -> String {
+        format!("p50 {:>8}  p99 {:>8}  max {:>8}  (n={})", ms(self.p50), ms(self.p99), ms(self.max), self.n)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+// === memory ===
+
+/// A `Vm*:` field of `/proc/<pid>/status`, in KiB.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// VmRSS and VmHWM of a process, in KiB.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    rss: u64,
+    hwm: u64,
+}
+
+impl Memory {
+    fn of(pid: &str) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        Memory { rss: status_kib(&status, "VmRSS").unwrap_or(0), hwm: status_kib(&status, "VmHWM").unwrap_or(0) }
+    }
+}
+
+/// The shims serving a containerd: `containerd-shim-runc-v2 … -address SOCKET`.
+/// Returns how many there are and their RSS together, in KiB.
+fn shims_of(socket: &Path) -> (usize, u64) {
+    let socket = socket.to_string_lossy();
+    let mut count = 0;
+    let mut rss = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_shim = args.first().is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+        let ours = args.windows(2).any(|w| w[0] == b"-address" && w[1] == socket.as_bytes());
+        if is_shim && ours {
+            count += 1;
+            rss += Memory::of(&pid).rss;
+        }
+    }
+    (count, rss)
+}
+
+/// One reading of everything's memory.
+#[derive(Debug, Clone, Copy, Default)]
+struct MemoryReading {
+    process: Memory,
+    containerd: Memory,
+    shims: usize,
+    shims_rss: u64,
+}
+
+fn read_memory(containerd_pid: Option<u32>, socket: &Path) -> MemoryReading {
+    let (shims, shims_rss) = shims_of(socket);
+    MemoryReading {
+        process: Memory::of("self"),
+        containerd: containerd_pid.map(|p| Memory::of(&p.to_string())).unwrap_or_default(),
+        shims,
+        shims_rss,
+    }
+}
+
+// === the private network ===
+
+/// The first 10.251.X.0/24 that no route of this host overlaps (`ip -4 route`
+/// output), so the pods' bridge cannot shadow anything.
+fn free_pod_cidr(routes: &str) -> Option<String> {
+    let routed: Vec<(u32, u32)> = routes
+        .lines()
+        // The destination is the first field, after a route type when one is
+        // given (`local 10.0.0.1 dev eth0 table local`).
+        .filter_map(|line| line.split_whitespace().find(|w| *w == "default" || w.starts_with(|c: char| c.is_ascii_digit())))
+        .filter(|dst| *dst != "default")
+        .filter_map(|dst| {
+            let (addr, bits) = dst.split_once('/').unwrap_or((dst, "32"));
+            let addr: Ipv4Addr = addr.parse().ok()?;
+            let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+            Some((u32::from(addr), bits))
+        })
+        .collect();
+    let overlaps = |net: u32, bits: u32, other: (u32, u32)| {
+        let common = bits.min(other.1);
+        let mask = if common == 0 { 0 } else { u32::MAX << (32 - common) };
+        net & mask == other.0 & mask
+    };
+    (1..=254u8)
+        .map(|third| u32::from(Ipv4Addr::new(10, POD_CIDR_SECOND_OCTET, third, 0)))
+        .find(|net| routed.iter().all(|r| !overlaps(*net, 24, *r)))
+        .map(|net| format!("{}/24", Ipv4Addr::from(net)))
+}
+
+/// A bridge name of this run: short enough for a Linux interface (15 bytes).
+fn bridge_name() -> String {
+    format!("skb{}", std::process::id() % 1_000_000)
+}
+
+async fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+async fn ip(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().await.context("running ip(8)")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The conflist that gives this run's pods their own bridge. containerd loads the
+/// first conflist in name order, so this one (`00-`) is used ahead of the agent's
+/// `10-skiff.conflist`; it is the agent's own network (the same function writes
+/// both) with only the bridge's name changed.
+const PRIVATE_CONFLIST: &str = "00-bench-pods.conflist";
+
+fn write_private_conflist(conf_dir: &Path, bridge: &str, cidr: &str, ipam_dir: &Path) -> anyhow::Result<()> {
+    let config = cni::conflist(bridge, &[cidr.to_string()], ipam_dir)?;
+    std::fs::create_dir_all(conf_dir)?;
+    let tmp = conf_dir.join(".bench.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&config)?)?;
+    std::fs::rename(&tmp, conf_dir.join(PRIVATE_CONFLIST))?;
+    Ok(())
+}
+
+// === ctr ===
+
+async fn ctr(socket: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(socket)
+        .args(["--namespace", CRI_NAMESPACE])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running ctr")?;
+    Ok(out)
+}
+
+/// Runs one detached container; returns the time from spawning `ctr` to its exit.
+async fn ctr_run(socket: PathBuf, id: String) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let out = ctr(&socket, &["run", "-d", "--null-io", BUSYBOX_IMAGE, &id, "sleep", "3600"]).await?;
+    let took = t.elapsed();
+    if !out.status.success() {
+        bail!("ctr run {id}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(took)
+}
+
+/// Kills and deletes the tasks and containers `ids` (missing ones are fine).
+async fn ctr_remove(socket: &Path, ids: &[String]) {
+    for chunk in ids.chunks(50) {
+        let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let _ = ctr(socket, &[&["tasks", "delete", "--force"][..], &ids].concat()).await;
+        let _ = ctr(socket, &[&["containers", "delete"][..], &ids].concat()).await;
+    }
+}
+
+/// The baseline: `pods` detached containers at `rate`/s, then removed.
+async fn baseline(env: &mut Env, pods: usize, rate: f64) -> anyhow::Result<(Summary, Duration)> {
+    let mut overhead = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out = ctr(&env.socket, &["version"]).await?;
+        anyhow::ensure!(out.status.success(), "ctr version: {}", String::from_utf8_lossy(&out.stderr).trim());
+        overhead.push(t.elapsed());
+    }
+    let overhead = Summary::of(overhead).p50;
+
+    let warm = "bench-ctr-warmup".to_string();
+    env.ctr_ids.push(warm.clone());
+    ctr_run(env.socket.clone(), warm).await?;
+
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(pods);
+    for i in 0..pods {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(started + Duration::from_secs_f64(i as f64 / rate))).await;
+        let id = format!("bench-ctr-{i:04}");
+        env.ctr_ids.push(id.clone());
+        tasks.push(tokio::spawn(ctr_run(env.socket.clone(), id)));
+    }
+    let mut times = Vec::with_capacity(pods);
+    for t in tasks {
+        times.push(t.await??);
+    }
+    let ids = std::mem::take(&mut env.ctr_ids);
+    ctr_remove(&env.socket, &ids).await;
+    Ok((Summary::of(times), overhead))
+}
+
+// === pods ===
+
+fn pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app": LABEL}},
+        "spec": {
+            // `sleep` as PID 1 ignores SIGTERM: keep the kill short (the kubelet
+            // still gives every container its 2 s minimum).
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "sleep", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
+                "command": ["sleep", "3600"],
+            }],
+        },
+    })
+}
+
+/// When the watch first showed each milestone of one pod.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    bound: Option<Instant>,
+    running: Option<Instant>,
+    ready: Option<Instant>,
+    gone: Option<Instant>,
+}
+
+fn condition_true(pod: &Value, kind: &str) -> bool {
+    pod.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+}
+
+/// Records what one watch event says about its pod.
+fn observe(seen: &mut HashMap<String, Seen>, kind: &str, pod: &Value, at: Instant) {
+    let Some(name) = pod.pointer("/metadata/name").and_then(Value::as_str) else { return };
+    let entry = seen.entry(name.to_string()).or_default();
+    if kind == "DELETED" {
+        entry.gone.get_or_insert(at);
+        return;
+    }
+    if pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+        entry.bound.get_or_insert(at);
+    }
+    if pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running") {
+        entry.running.get_or_insert(at);
+    }
+    if condition_true(pod, "Ready") {
+        entry.ready.get_or_insert(at);
+    }
+}
+
+/// Watches the benchmark's pods from `rv` on, recording milestones until aborted.
+fn watch_pods(client: Client, rv: String, seen: Arc<Mutex<HashMap<String, Seen>>>) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let mut rv = rv;
+        loop {
+            let path = format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3D{LABEL}&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3600");
+            let mut events = client.watch(&path).await.map_err(|e| anyhow::anyhow!("watching pods: {e}"))?;
+            let mut gone = false;
+            while let Some(event) = events.next().await {
+                let event = event.map_err(|e| anyhow::anyhow!("pod watch: {e}"))?;
+                let at = Instant::now();
+                if event.kind == "ERROR" {
+                    gone = event.object.get("code").and_then(Value::as_u64) == Some(410);
+                    break;
+                }
+                if let Some(v) = event.object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                    rv = v.to_string();
+                }
+                if event.kind != "BOOKMARK" {
+                    observe(&mut seen.lock().unwrap(), &event.kind, &event.object, at);
+                }
+            }
+            if gone {
+                // Fell out of the window: catch up from a list, as an informer would.
+                let list = client.get(&format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3D{LABEL}")).await.map_err(|e| anyhow::anyhow!("listing pods: {e}"))?;
+                let at = Instant::now();
+                for pod in list["items"].as_array().into_iter().flatten() {
+                    observe(&mut seen.lock().unwrap(), "ADDED", pod, at);
+                }
+                rv = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").to_string();
+            }
+        }
+    })
+}
+
+async fn list_rv(client: &Client) -> anyhow::Result<String> {
+    let list = client.get(&format!("/api/v1/namespaces/{NAMESPACE}/pods?limit=1")).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").to_string())
+}
+
+/// Waits until `done` holds for every pod in `names`, or `limit` passes; returns
+/// whether it did.
+async fn wait_for(seen: &Mutex<HashMap<String, Seen>>, names: &[String], limit: Duration, done: impl Fn(&Seen) -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        {
+            let seen = seen.lock().unwrap();
+            if names.iter().all(|n| seen.get(n).is_some_and(&done)) {
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A few words on why pods are not running: their waiting reasons, for the report.
+async fn describe_stuck(client: &Client, names: &[String]) -> String {
+    let mut lines = Vec::new();
+    for name in names.iter().take(3) {
+        let Ok(pod) = client.get(&format!("/api/v1/namespaces/{NAMESPACE}/pods/{name}")).await else { continue };
+        let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("-");
+        let waiting = pod.pointer("/status/containerStatuses/0/state/waiting").map(|w| format!("{} {}", w["reason"].as_str().unwrap_or(""), w["message"].as_str().unwrap_or(""))).unwrap_or_default();
+        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("(unbound)");
+        lines.push(format!("{name}: {phase} on {node} {waiting}"));
+    }
+    lines.join("; ")
+}
+
+/// What the pod phase measured.
+struct PodFigures {
+    bound: Summary,
+    running: Summary,
+    ready: Summary,
+    deleted: Summary,
+    not_running: usize,
+    busy: MemoryReading,
+}
+
+async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64) -> anyhow::Result<PodFigures> {
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let watch = watch_pods(admin.clone(), list_rv(admin).await?, seen.clone());
+    let result = async {
+        // A warm-up pod: the first sandbox also creates the bridge.
+        let warm = vec!["warmup".to_string()];
+        admin.create(&format!("/api/v1/namespaces/{NAMESPACE}/pods"), &pod("warmup")).await.map_err(|e| anyhow::anyhow!("creating the warm-up pod: {e}"))?;
+        if !wait_for(&seen, &warm, Duration::from_secs(60), |s| s.ready.is_some()).await {
+            bail!("the warm-up pod did not become Ready within 60 s: {}", describe_stuck(admin, &warm).await);
+        }
+        delete_pods(admin, &warm).await;
+        if !wait_for(&seen, &warm, DELETE_TIMEOUT, |s| s.gone.is_some()).await {
+            bail!("the warm-up pod was not gone {} s after its deletion", DELETE_TIMEOUT.as_secs());
+        }
+
+        let names: Vec<String> = (0..count).map(|i| format!("pod-{i:04}")).collect();
+        let sent = Arc::new(Mutex::new(HashMap::new()));
+        let started = Instant::now();
+        let mut creates = Vec::with_capacity(count);
+        for (i, name) in names.iter().enumerate() {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(started + Duration::from_secs_f64(i as f64 / rate))).await;
+            let (client, sent, name) = (admin.clone(), sent.clone(), name.clone());
+            creates.push(tokio::spawn(async move {
+                sent.lock().unwrap().insert(name.clone(), Instant::now());
+                client.create(&format!("/api/v1/namespaces/{NAMESPACE}/pods"), &pod(&name)).await.map_err(|e| anyhow::anyhow!("creating {name}: {e}"))
+            }));
+        }
+        for c in creates {
+            c.await??;
+        }
+        let all_ready = wait_for(&seen, &names, Duration::from_secs(120), |s| s.ready.is_some()).await;
+        let not_running: Vec<String> = {
+            let seen = seen.lock().unwrap();
+            names.iter().filter(|n| seen.get(*n).is_none_or(|s| s.running.is_none())).cloned().collect()
+        };
+        if !all_ready {
+            eprintln!("  {} of {count} pods are not Running after 2 minutes: {}", not_running.len(), describe_stuck(admin, &not_running).await);
+        }
+        // Let the last status writes land before reading memory.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let busy = read_memory(env.containerd.as_ref().and_then(Containerd::pid), &env.socket);
+
+        let deleting = Instant::now();
+        let deleted_at: HashMap<String, Instant> = names.iter().map(|n| (n.clone(), deleting)).collect();
+        delete_pods(admin, &names).await;
+        if !wait_for(&seen, &names, DELETE_TIMEOUT, |s| s.gone.is_some()).await {
+            eprintln!("  some pods were not gone {} s after their deletion", DELETE_TIMEOUT.as_secs());
+        }
+
+        let sent = sent.lock().unwrap();
+        let seen = seen.lock().unwrap();
+        let since = |pick: fn(&Seen) -> Option<Instant>, from: &HashMap<String, Instant>| {
+            Summary::of(names.iter().filter_map(|n| Some(pick(seen.get(n)?)?.saturating_duration_since(*from.get(n)?))).collect())
+        };
+        Ok(PodFigures {
+            bound: since(|s| s.bound, &sent),
+            running: since(|s| s.running, &sent),
+            ready: since(|s| s.ready, &sent),
+            deleted: since(|s| s.gone, &deleted_at),
+            not_running: not_running.len(),
+            busy,
+        })
+    }
+    .await;
+    watch.abort();
+    result
+}
+
+/// Deletes pods through the API, 16 at a time (already-gone ones are fine).
+async fn delete_pods(client: &Client, names: &[String]) {
+    futures::stream::iter(names.iter().cloned())
+        .for_each_concurrent(16, |name| {
+            let client = client.clone();
+            async move {
+                if let Err(e) = client.delete(&format!("/api/v1/namespaces/{NAMESPACE}/pods/{name}")).await {
+                    if !e.is_not_found() {
+                        eprintln!("  deleting pod {name}: {e}");
+                    }
+                }
+            }
+        })
+        .await;
+}
+
+// === the cluster ===
+
+/// Everything the run started, so that tear-down can undo it whatever happened.
+struct Env {
+    root: PathBuf,
+    socket: PathBuf,
+    containerd: Option<Containerd>,
+    cri: Option<Arc<CriRuntime>>,
+    server: Option<Server>,
+    admin: Option<Client>,
+    control_plane: tokio::task::JoinSet<()>,
+    kubelet: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    ctr_ids: Vec<String>,
+    bridge: String,
+    bridge_existed: bool,
+}
+
+fn client(server: &Server, token: &str, ca_pem: &str) -> anyhow::Result<Client> {
+    Client::new(ClientConfig { servers: vec![server.url()], token: token.trim().to_string(), ca_pem: ca_pem.to_string(), timeout: Duration::from_secs(30) })
+        .map_err(|e| anyhow::anyhow!("building the in-process API client: {e}"))
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The image archives: `--images`, else target/images when complete, else built
+/// into the data directory.
+async fn image_archives(args: &PodsArgs, root: &Path) -> anyhow::Result<PathBuf> {
+    let complete = |dir: &Path| dir.join(PAUSE_ARCHIVE).exists() && dir.join(BUSYBOX_ARCHIVE).exists();
+    if let Some(dir) = &args.images {
+        anyhow::ensure!(complete(dir), "{} lacks {PAUSE_ARCHIVE} or {BUSYBOX_ARCHIVE} (scripts/build-images.sh {})", dir.display(), dir.display());
+        return Ok(dir.clone());
+    }
+    let repo = PathBuf::from("target/images");
+    if complete(&repo) {
+        return Ok(repo);
+    }
+    let dir = images::images_dir(root);
+    eprintln!("  building the images into {}", dir.display());
+    images::build(&dir).await?;
+    Ok(dir)
+}
+
+/// Starts the API server with the scheduler and controllers, as `skiff up` does.
+async fn start_server(env: &mut Env) -> anyhow::Result<Client> {
+    let dir = env.root.join("server");
+    std::fs::create_dir_all(&dir)?;
+    let store = Arc::new(SqliteStore::open(&dir.join("state.db"))?);
+    let server = Server::start(Config::new(dir.clone(), "127.0.0.1:0".parse()?, Settings::default()), store).await?;
+    let ca_pem = read(&dir.join("pki/ca.crt"))?;
+    let admin = client(&server, &read(&dir.join("pki/admin.token"))?, &ca_pem)?;
+    env.control_plane.spawn(skiff_scheduler::run(admin.clone(), skiff_scheduler::SchedulerConfig::default()));
+    env.control_plane.spawn(skiff_controllers::run(admin.clone()));
+    env.server = Some(server);
+    env.admin = Some(admin.clone());
+    Ok(admin)
+}
+
+/// A free TCP port for the agent's endpoint (other agents may hold 10250).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))?.local_addr()?.port())
+}
+
+/// Creates the Node with this run's pod CIDR (the kubelet adopts it and keeps the
+/// CIDR), starts the kubelet, and waits until the node is Ready.
+async fn start_node(env: &mut Env, admin: &Client, node_name: &str, pod_cidr: &str, max_pods: u32) -> anyhow::Result<()> {
+    let server = env.server.as_ref().context("the server is not running")?;
+    let dir = env.root.join("server");
+    let ca_pem = read(&dir.join("pki/ca.crt"))?;
+    let node_client = client(server, &read(&dir.join("node-token"))?, &ca_pem)?;
+    admin
+        .create("/api/v1/nodes", &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}, "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]}}))
+        .await
+        .map_err(|e| anyhow::anyhow!("creating node {node_name}: {e}"))?;
+
+    let agent_dir = env.root.join("agent");
+    let cri = env.cri.clone().context("containerd is not running")?;
+    let runtimes = Runtimes::cri(cri, agent::process_runtime(&agent_dir)?);
+    let node = NodeOptions {
+        name: node_name.to_string(),
+        node_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        labels: Default::default(),
+        taints: Vec::new(),
+        kubelet_port: free_port()?,
+        heartbeat: Duration::from_secs(10),
+        max_pods: agent::DEFAULT_MAX_PODS.max(max_pods),
+        cluster_dns: Vec::new(),
+        cluster_domain: agent::DEFAULT_CLUSTER_DOMAIN.to_string(),
+    };
+    let config = agent::kubelet_config(&node, &agent_dir, &ca_pem, runtimes);
+    let mut kubelet = tokio::spawn(skiff_agent::kubelet::run(node_client, config));
+    let path = format!("/api/v1/nodes/{node_name}");
+    let deadline = Instant::now() + NODE_READY_TIMEOUT;
+    loop {
+        if let Ok(node) = admin.get(&path).await {
+            let cidr_kept = node.pointer("/spec/podCIDR").and_then(Value::as_str) == Some(pod_cidr);
+            if condition_true(&node, "Ready") && cidr_kept && !has_not_ready_taint(&node) {
+                break;
+            }
+        }
+        if kubelet.is_finished() {
+            let ended = (&mut kubelet).await;
+            let error = match ended {
+                Ok(Ok(())) => anyhow::anyhow!("the kubelet stopped"),
+                Ok(Err(e)) => e,
+                Err(e) => anyhow::anyhow!("the kubelet panicked: {e}"),
+            };
+            return Err(error.context(format!("node {node_name} did not become Ready")));
+        }
+        if Instant::now() >= deadline {
+            env.kubelet = Some(kubelet);
+            bail!("node {node_name} is not Ready (with pod CIDR {pod_cidr}) after {} s", NODE_READY_TIMEOUT.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.kubelet = Some(kubelet);
+    Ok(())
+}
+
+/// Whether the node controller's not-ready taint is still on (it is lifted once
+/// the controller sees the node Ready; pods would wait for it otherwise).
+fn has_not_ready_taint(node: &Value) -> bool {
+    node.pointer("/spec/taints").and_then(Value::as_array).is_some_and(|ts| ts.iter().any(|t| t["key"] == "node.kubernetes.io/not-ready" && t["effect"] == "NoSchedule"))
+}
+
+/// Waits for the namespace's default ServiceAccount (pods are refused without it).
+async fn wait_for_service_account(admin: &Client) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin.get(&format!("/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")).await.is_err() {
+        if Instant::now() >= deadline {
+            bail!("the default ServiceAccount did not appear within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Undoes everything in `env`, whatever state the run stopped in.
+async fn teardown(mut env: Env) {
+    if let Some(admin) = &env.admin {
+        if let Ok(list) = admin.get(&format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3D{LABEL}")).await {
+            let names: Vec<String> = list["items"].as_array().into_iter().flatten().filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str)).map(str::to_string).collect();
+            if !names.is_empty() {
+                eprintln!("  tear-down: deleting {} pods left through the API", names.len());
+                delete_pods(admin, &names).await;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < deadline {
+                    match admin.get(&format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3D{LABEL}")).await {
+                        Ok(l) if l["items"].as_array().is_some_and(|i| !i.is_empty()) => tokio::time::sleep(Duration::from_millis(200)).await,
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+    if let Some(kubelet) = env.kubelet.take() {
+        kubelet.abort();
+        let _ = kubelet.await;
+    }
+    env.control_plane.abort_all();
+    while env.control_plane.join_next().await.is_some() {}
+    if let Some(cri) = &env.cri {
+        let sandboxes = cri.list_sandboxes().await.unwrap_or_default();
+        if !sandboxes.is_empty() {
+            eprintln!("  tear-down: removing {} sandboxes left in containerd", sandboxes.len());
+        }
+        for sandbox in sandboxes {
+            let _ = cri.stop_sandbox(&sandbox.id).await;
+            if let Err(e) = cri.remove_sandbox(&sandbox.id).await {
+                eprintln!("  tear-down: removing sandbox {}: {e}", sandbox.id);
+            }
+        }
+    }
+    if !env.ctr_ids.is_empty() {
+        ctr_remove(&env.socket, &env.ctr_ids).await;
+    }
+    env.cri = None;
+    if let Some(containerd) = env.containerd.take() {
+        containerd.stop().await;
+    }
+    drop(env.server.take());
+    if !env.bridge_existed && link_exists(&env.bridge).await {
+        if let Err(e) = ip(&["link", "del", &env.bridge]).await {
+            eprintln!("  tear-down: {e:#}");
+        }
+    }
+}
+
+// === the run ===
+
+pub async fn run(args: PodsArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.pods > 0 && args.rate > 0.0, "--pods and --rate must be positive");
+    // Short: containerd's socket path must fit a sockaddr_un.
+    let (tmp, root) = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            (None, dir.canonicalize()?)
+        }
+        None => {
+            let tmp = tempfile::Builder::new().prefix("skb.").tempdir_in("/tmp")?;
+            let root = tmp.path().to_path_buf();
+            (Some(tmp), root)
+        }
+    };
+    let images_dir = image_archives(&args, &root).await?;
+    let routes = ip(&["-4", "route", "show", "table", "all"]).await.unwrap_or_default();
+    let pod_cidr = free_pod_cidr(&routes).context("no free /24 in 10.251.0.0/16 for the pods")?;
+    let bridge = bridge_name();
+    let bridge_existed = link_exists(&bridge).await;
+    anyhow::ensure!(!bridge_existed, "interface {bridge} already exists; is another `skiff bench pods` running?");
+
+    let agent_dir = root.join("agent");
+    let cni_conf_dir = agent_dir.join("cni/net.d");
+    write_private_conflist(&cni_conf_dir, &bridge, &pod_cidr, &agent_dir.join("cni/bench-ipam"))?;
+    let started = Instant::now();
+    let containerd = Containerd::start(ContainerdConfig {
+        data_dir: root.clone(),
+        cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+        cni_conf_dir,
+        sandbox_image: PAUSE_IMAGE.to_string(),
+    })
+    .await
+    .context("starting a private containerd")?;
+    let socket = containerd.socket().to_path_buf();
+    let mut env = Env {
+        root: root.clone(),
+        socket: socket.clone(),
+        containerd: Some(containerd),
+        cri: None,
+        server: None,
+        admin: None,
+        control_plane: tokio::task::JoinSet::new(),
+        kubelet: None,
+        ctr_ids: Vec::new(),
+        bridge: bridge.clone(),
+        bridge_existed,
+    };
+    let outcome = tokio::time::timeout(args.timeout, measure(&mut env, &args, &images_dir, &pod_cidr, started)).await;
+    teardown(env).await;
+    drop(tmp);
+    match outcome {
+        Ok(result) => result,
+        Err(_) => bail!("the benchmark did not finish within {} s (--timeout); everything it started was torn down", args.timeout.as_secs()),
+    }
+}
+
+async fn measure(env: &mut Env, args: &PodsArgs, images_dir: &Path, pod_cidr: &str, started: Instant) -> anyhow::Result<()> {
+    let cri = Arc::new(CriRuntime::connect(&env.socket).await.context("connecting to the private containerd")?);
+    let version = cri.version().await.unwrap_or_default();
+    env.cri = Some(cri.clone());
+    eprintln!("  containerd ({version}) answering on {} after {} ms", env.socket.display(), started.elapsed().as_millis());
+    for archive in [PAUSE_ARCHIVE, BUSYBOX_ARCHIVE] {
+        let t = Instant::now();
+        let names = containerd::import_image(&env.socket, &images_dir.join(archive)).await?;
+        eprintln!("  imported {} in {} ms", names.join(", "), t.elapsed().as_millis());
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "skiff bench pods: {} pods of {BUSYBOX_IMAGE} at {}/s (open loop); containerd {version} (private), bridge {} over {pod_cidr}; {cores} cores",
+        args.pods, args.rate, env.bridge
+    );
+
+    let base = if args.no_baseline {
+        None
+    } else {
+        let (summary, overhead) = baseline(env, args.pods, args.rate).await?;
+        println!("baseline  ctr run -d (spawn → task started):  {}   (ctr's own start, `ctr version`: {})", summary.line(), ms(overhead));
+        Some(summary)
+    };
+
+    let admin = start_server(env).await?;
+    let node_name = format!("bench-{}", std::process::id());
+    let t = Instant::now();
+    // Room for every benchmark pod, and the warm-up one.
+    let max_pods = u32::try_from(args.pods + 10).unwrap_or(u32::MAX);
+    start_node(env, &admin, &node_name, pod_cidr, max_pods).await?;
+    eprintln!("  node {node_name} Ready {} ms after the kubelet started", t.elapsed().as_millis());
+    wait_for_service_account(&admin).await?;
+    tokio::time::sleep(SETTLE).await;
+    let idle = read_memory(env.containerd.as_ref().and_then(Containerd::pid), &env.socket);
+
+    let figures = pods_phase(env, &admin, args.pods, args.rate).await?;
+    if !link_exists(&env.bridge).await {
+        eprintln!("  note: bridge {} was never created; the pods did not use this run's network", env.bridge);
+    }
+
+    println!("skiff     create → bound (scheduled):           {}", figures.bound.line());
+    println!("skiff     create → Running:                     {}", figures.running.line());
+    println!("skiff     create → Ready:                       {}", figures.ready.line());
+    println!("skiff     delete → gone (2 s minimum grace):    {}", figures.deleted.line());
+    if figures.not_running > 0 {
+        println!("skiff     {} of {} pods never showed Running", figures.not_running, args.pods);
+    }
+    if let Some(base) = base {
+        println!(
+            "ratio     create→Running / ctr run -d:  p50 {:.2}x  p99 {:.2}x",
+            ratio(figures.running.p50, base.p50),
+            ratio(figures.running.p99, base.p99)
+        );
+    }
+    println!(
+        "aim       p99 create→Running < {} ms: {} ({})",
+        AIM_P99_RUNNING.as_millis(),
+        met(figures.not_running == 0 && figures.running.p99 < AIM_P99_RUNNING),
+        ms(figures.running.p99)
+    );
+    println!(
+        "memory    this process (server+controllers+scheduler+kubelet), idle node:  VmRSS {}  VmHWM {}",
+        mib(idle.process.rss),
+        mib(idle.process.hwm)
+    );
+    println!(
+        "memory    this process with {} pods running:                           VmRSS {}  VmHWM {}",
+        args.pods - figures.not_running,
+        mib(figures.busy.process.rss),
+        mib(figures.busy.process.hwm)
+    );
+    println!(
+        "memory    containerd: idle {}, with pods {};  shims: {} using {} ({} per pod)",
+        mib(idle.containerd.rss),
+        mib(figures.busy.containerd.rss),
+        figures.busy.shims,
+        mib(figures.busy.shims_rss),
+        mib(figures.busy.shims_rss / figures.busy.shims.max(1) as u64)
+    );
+    println!("aim       idle RSS < {}: {} ({})", mib(AIM_IDLE_RSS_KIB), met(idle.process.rss < AIM_IDLE_RSS_KIB), mib(idle.process.rss));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn millis(list: &[u64]) -> Vec<Duration> {
+        list.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
+    #[test]
+    fn summaries_take_nearest_ranks_of_the_sorted_samples() {
+        let s = Summary::of(millis(&[50, 10, 40, 30, 20]));
+        assert_eq!(s, Summary { n: 5, p50: Duration::from_millis(30), p99: Duration::from_millis(50), max: Duration::from_millis(50) });
+
+        // 100 samples: p99 is rank round(99 * 0.99) = 98, the second largest.
+        let s = Summary::of((1..=100).rev().map(Duration::from_millis).collect());
+        assert_eq!((s.p50, s.p99, s.max), (Duration::from_millis(51), Duration::from_millis(99), Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn an_empty_summary_is_zero_and_one_sample_is_every_percentile() {
+        assert_eq!(Summary::of(Vec::new()), Summary::default());
+        let s = Summary::of(millis(&[7]));
+        assert_eq!((s.n, s.p50, s.p99, s.max), (1, Duration::from_millis(7), Duration::from_millis(7), Duration::from_millis(7)));
+    }
+
+    #[test]
+    fn memory_fields_are_read_from_proc_status() {
+        let status = "Name:\tskiff\nVmPeak:\t  200000 kB\nVmHWM:\t   61234 kB\nVmRSS:\t   51200 kB\nRssAnon:\t 40000 kB\n";
+        assert_eq!(status_kib(status, "VmRSS"), Some(51200));
+        assert_eq!(status_kib(status, "VmHWM"), Some(61234));
+        assert_eq!(status_kib(status, "VmSwap"), None);
+        // A field name that is a prefix of another is not confused with it.
+        assert_eq!(status_kib("VmRSSX:\t1 kB\n", "VmRSS"), None);
+        assert!(Memory::of("self").rss > 0);
+    }
+
+    #[test]
+    fn the_pod_cidr_avoids_every_routed_network() {
+        assert_eq!(free_pod_cidr("").as_deref(), Some("10.251.1.0/24"));
+        let routes = "default via 10.0.2.2 dev eth0\n10.0.2.0/24 dev eth0 proto kernel scope link src 10.0.2.15\n\
+                      10.251.1.0/24 dev skiff0 proto kernel scope link\n10.251.2.7 dev tun0\nlocal 127.0.0.1 dev lo table local\n";
+        assert_eq!(free_pod_cidr(routes).as_deref(), Some("10.251.3.0/24"));
+        // A wider route covering the whole range leaves nothing.
+        assert_eq!(free_pod_cidr("10.0.0.0/8 dev wg0\n"), None);
+        assert_eq!(free_pod_cidr("10.251.0.0/20 dev x\n").as_deref(), Some("10.251.16.0/24"));
+        assert_eq!(free_pod_cidr("local 10.251.1.1 dev x table local\n").as_deref(), Some("10.251.2.0/24"));
+    }
+
+    #[test]
+    fn watch_events_record_each_milestone_once() {
+        let mut seen = HashMap::new();
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(5);
+        let t2 = t0 + Duration::from_millis(9);
+        let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n"}, "status": {"phase": "Pending"}});
+        let running = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n"},
+                             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+        observe(&mut seen, "ADDED", &json!({"metadata": {"name": "p"}, "spec": {}}), t0);
+        assert!(seen["p"].bound.is_none());
+        observe(&mut seen, "MODIFIED", &bound, t0);
+        observe(&mut seen, "MODIFIED", &running, t1);
+        observe(&mut seen, "MODIFIED", &running, t2);
+        observe(&mut seen, "DELETED", &running, t2);
+        let p = seen["p"];
+        assert_eq!((p.bound, p.running, p.ready, p.gone), (Some(t0), Some(t1), Some(t1), Some(t2)));
+    }
+}

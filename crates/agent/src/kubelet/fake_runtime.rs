@@ -530,6 +530,8 @@ impl super::host::RuntimeHelper for FakeHost {
 
     fn stop_probing_pod(&self, _pod_uid: &str) {}
 
+    fn pod_terminating(&self, _pod_uid: &str) {}
+
     fn is_ready(&self, _pod_uid: &str, container: &str) -> bool {
         !self.lock().unready.contains(container)
     }

@@ -34,6 +34,8 @@ pub trait RuntimeHelper: Send + Sync + 'static {
     fn probe_container(&self, target: ProbeTarget, container: &Container);
     fn stop_probing(&self, pod_uid: &str, container: &str);
     fn stop_probing_pod(&self, pod_uid: &str);
+    /// The pod is terminating: liveness and startup probes stop, readiness goes on.
+    fn pod_terminating(&self, pod_uid: &str);
     fn is_ready(&self, pod_uid: &str, container: &str) -> bool;
     fn is_started(&self, pod_uid: &str, container: &str) -> bool;
 
@@ -106,6 +108,10 @@ impl RuntimeHelper for KubeletHost {
 
     fn stop_probing_pod(&self, pod_uid: &str) {
         self.probes.remove_pod(pod_uid);
+    }
+
+    fn pod_terminating(&self, pod_uid: &str) {
+        self.probes.pod_terminating(pod_uid);
     }
 
     fn is_ready(&self, pod_uid: &str, container: &str) -> bool {

@@ -154,8 +154,9 @@ fn container_statuses(input: &StatusInput<'_>, specs: &[Container], previous: Op
             continue;
         }
         let Some(o) = old.get(c.name.as_str()) else { continue };
-        let was = o.state.as_ref();
-        if was.is_some_and(|s| s.terminated.is_some()) || !was.is_some_and(|s| s.running.is_some()) {
+        // Only a container last seen running (and not ended since) qualifies.
+        let was_running = o.state.as_ref().is_some_and(|s| s.terminated.is_none() && s.running.is_some());
+        if !was_running {
             continue;
         }
         let status = statuses.get_mut(c.name.as_str()).expect("every spec container has a status");

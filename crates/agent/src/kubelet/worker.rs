@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use skiff_client::{Api, Client, DeleteParams, EventType, Informer, InformerEvent, ListParams, PatchType};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::actions::{containers, init_containers, is_sidecar, ProbeState};
+use super::actions::{containers, init_containers, ProbeState};
 use super::admission::{pod_requests, Admission};
 use super::backoff::{plus, since, Clock};
 use super::host::RuntimeHelper;
@@ -462,6 +462,7 @@ impl Kubelet {
         let s = &self.shared;
         let uid = uid_of(pod).to_string();
         let removed = s.registry.get(&uid).is_some_and(|(_, r)| r);
+        s.host.pod_terminating(&uid);
         if let Err(e) = s.manager.kill_pod(pod, rt, &state, Some(pod_grace(pod))).await {
             tracing::warn!(pod = %format_pod(pod), error = %e, "stopping the pod failed; retrying");
             return Step::Again(ERROR_RETRY);
@@ -758,7 +759,9 @@ impl Kubelet {
         let s = &self.shared;
         let uid = uid_of(pod);
         let pod_ip = if rt.own_network { state.pod_ips().first().copied() } else { Some(s.node_ip) };
-        for c in containers(pod).iter().chain(init_containers(pod).iter().filter(|c| is_sidecar(c))) {
+        // Every running container is known to the probers, with probes or not: they
+        // say when it started and whether it is ready.
+        for c in containers(pod).iter().chain(init_containers(pod)) {
             match state.latest(&c.name).filter(|i| i.is_running()) {
                 Some(instance) => {
                     if st.probed.get(&c.name).map(String::as_str) == Some(instance.id()) {

@@ -289,8 +289,9 @@ impl RuntimeManager {
             }
         }
 
+        let attempt = if actions.create_sandbox { actions.attempt } else { state.sandbox().map_or(0, |s| s.attempt) };
+        let config = sandbox_config(pod, &self.data_dir, &self.node.dns, attempt, &rt.handler);
         let (sandbox_id, ips) = if actions.create_sandbox {
-            let config = sandbox_config(pod, &self.data_dir, &self.node.dns, actions.attempt, &rt.handler);
             if let Err(e) = std::fs::create_dir_all(&config.log_directory) {
                 tracing::warn!(pod = %format_pod(pod), error = %e, "cannot create the pod log directory");
             }
@@ -319,7 +320,7 @@ impl RuntimeManager {
         };
         let ips: Vec<IpAddr> = if rt.own_network { ips } else { vec![self.node.node_ip] };
 
-        let ctx = StartContext { pod, rt, state, sandbox_id: &sandbox_id, ips: &ips, keyring: tokio::sync::OnceCell::new() };
+        let ctx = StartContext { pod, rt, state, sandbox_id: &sandbox_id, sandbox: &config, ips: &ips, keyring: tokio::sync::OnceCell::new() };
         for &idx in &actions.init_containers_to_start {
             let c = &init_containers(pod)[idx];
             match self.start(&ctx, c, true).await {
@@ -335,9 +336,14 @@ impl RuntimeManager {
                 }
             }
         }
-        for &idx in &actions.containers_to_start {
+        // The regular containers start together (their images pull at once).
+        let starts = actions.containers_to_start.iter().map(|&idx| {
             let c = &containers(pod)[idx];
-            match self.start(&ctx, c, false).await {
+            let ctx = &ctx;
+            async move { (c, self.start(ctx, c, false).await) }
+        });
+        for (c, result) in join_all(starts).await {
+            match result {
                 Ok(()) => {
                     waiting.remove(&c.name);
                 }
@@ -439,9 +445,7 @@ impl RuntimeManager {
             memory_capacity: self.node.memory_capacity(),
             is_init,
         });
-        let sandbox = sandbox_config(pod, &self.data_dir, &self.node.dns, 0, &ctx.rt.handler);
-
-        let id = runtime.create_container(ctx.sandbox_id, &config, &sandbox).await.map_err(|e| {
+        let id = runtime.create_container(ctx.sandbox_id, &config, ctx.sandbox).await.map_err(|e| {
             self.event(pod, EventType::Warning, "Failed", &format!("Error: {e}"));
             (reasons::CREATE_CONTAINER_ERROR.to_string(), e.to_string())
         })?;
@@ -655,6 +659,8 @@ struct StartContext<'a> {
     rt: &'a PodRuntime,
     state: &'a PodRuntimeState,
     sandbox_id: &'a str,
+    /// The sandbox's config, as containers are created with it.
+    sandbox: &'a crate::runtime::SandboxConfig,
     ips: &'a [IpAddr],
     /// Read once per sync, when the first pull needs it.
     keyring: tokio::sync::OnceCell<Keyring>,

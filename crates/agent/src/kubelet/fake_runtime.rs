@@ -75,6 +75,11 @@ impl FakeRuntime {
         FakeRuntime { state: Mutex::new(State { next_ip: 2, ..Default::default() }), handler: "cri".into(), clock }
     }
 
+    /// A runtime serving another RuntimeClass handler (e.g. "process").
+    pub fn with_handler(handler: &str) -> FakeRuntime {
+        FakeRuntime { handler: handler.to_string(), ..FakeRuntime::new() }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -475,7 +480,7 @@ impl super::host::RuntimeHelper for FakeHost {
         Ok(())
     }
 
-    fn mounts(&self, _pod: &k8s_openapi::api::core::v1::Pod, _c: &k8s_openapi::api::core::v1::Container) -> std::result::Result<Vec<Mount>, String> {
+    fn mounts(&self, _pod: &k8s_openapi::api::core::v1::Pod, _c: &k8s_openapi::api::core::v1::Container, _env: &[(String, String)]) -> std::result::Result<Vec<Mount>, String> {
         Ok(Vec::new())
     }
 

@@ -22,8 +22,8 @@ pub trait RuntimeHelper: Send + Sync + 'static {
     async fn setup_volumes(&self, pod: &Pod) -> Result<(), String>;
     /// Removes the pod's volumes.
     async fn teardown_volumes(&self, pod_uid: &str) -> Result<(), String>;
-    /// The container's volume mounts.
-    fn mounts(&self, pod: &Pod, container: &Container) -> Result<Vec<Mount>, String>;
+    /// The container's volume mounts (`subPathExpr` expanded from its environment).
+    fn mounts(&self, pod: &Pod, container: &Container, env: &[(String, String)]) -> Result<Vec<Mount>, String>;
     /// The container's environment; the error is a CreateContainerConfigError.
     async fn container_env(&self, pod: &Pod, container: &Container, ctx: &EnvContext) -> Result<Vec<(String, String)>, String>;
     /// Registry credentials from the pod's imagePullSecrets.
@@ -62,8 +62,8 @@ impl RuntimeHelper for KubeletHost {
         self.volumes.teardown(pod_uid).await.map_err(|e| e.to_string())
     }
 
-    fn mounts(&self, pod: &Pod, container: &Container) -> Result<Vec<Mount>, String> {
-        self.volumes.mounts(pod, container).map_err(|e| e.to_string())
+    fn mounts(&self, pod: &Pod, container: &Container, env: &[(String, String)]) -> Result<Vec<Mount>, String> {
+        self.volumes.mounts_with_env(pod, container, env).map_err(|e| e.to_string())
     }
 
     async fn container_env(&self, pod: &Pod, container: &Container, ctx: &EnvContext) -> Result<Vec<(String, String)>, String> {

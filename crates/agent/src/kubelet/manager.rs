@@ -408,7 +408,7 @@ impl RuntimeManager {
             node_allocatable: self.node.allocatable.clone(),
         };
         let env = self.host.container_env(pod, c, &env_ctx).await.map_err(config_error)?;
-        let mounts = self.host.mounts(pod, c).map_err(config_error)?;
+        let mounts = self.host.mounts(pod, c, &env).map_err(config_error)?;
         std::fs::create_dir_all(log_dir.join(&c.name)).map_err(|e| config_error(format!("create container log directory for container {} failed: {e}", c.name)))?;
         let pod_dir = self.pod_dir(&uid);
         let hosts = if ctx.rt.own_network && !ctx.ips.is_empty() {

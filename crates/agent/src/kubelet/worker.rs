@@ -146,8 +146,10 @@ enum Step {
 enum NoRuntime {
     /// The RuntimeClass's handler is not one this node runs: the pod fails.
     Unknown(String),
-    /// Try again later (the RuntimeClass does not exist yet, the API is down).
-    Retry(String),
+    /// The RuntimeClass does not exist (yet), or cannot be read: try again later.
+    MissingClass(String),
+    /// A runtime does not answer: try again soon.
+    Unavailable(String),
 }
 
 struct HostReadiness<'a> {
@@ -362,12 +364,17 @@ impl Kubelet {
                     }
                     return self.reject(&pod, st, REASON_UNKNOWN_RUNTIME_HANDLER, &message).await;
                 }
-                Err(NoRuntime::Retry(message)) => {
+                Err(NoRuntime::MissingClass(message)) => {
                     if removed || deleting {
                         return self.finish_deletion(&pod, st, removed).await;
                     }
                     s.host.event(&pod, EventType::Warning, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {message}"));
                     return Step::Again(RUNTIME_CLASS_RETRY);
+                }
+                Err(NoRuntime::Unavailable(message)) => {
+                    // Nothing can be known of the pod's containers: try again.
+                    tracing::warn!(pod = %format_pod(&pod), error = %message, "no runtime for the pod yet");
+                    return Step::Again(ERROR_RETRY);
                 }
             },
         };
@@ -696,7 +703,7 @@ impl Kubelet {
         let uid = uid_of(pod);
         let mut chosen = None;
         for (handler, rt) in self.runtimes() {
-            let has = rt.list_sandboxes().await.map_err(|e| NoRuntime::Retry(e.to_string()))?.iter().any(|sb| sb.labels.get(crate::runtime::labels::POD_UID).map(String::as_str) == Some(uid));
+            let has = rt.list_sandboxes().await.map_err(|e| NoRuntime::Unavailable(e.to_string()))?.iter().any(|sb| sb.labels.get(crate::runtime::labels::POD_UID).map(String::as_str) == Some(uid));
             if has {
                 let handler = if handler == rt.handler() { String::new() } else { handler };
                 chosen = Some((handler, rt));
@@ -707,7 +714,7 @@ impl Kubelet {
             Some(c) => c,
             None => self.runtime_for_class(pod).await?,
         };
-        let name = self.runtime_name(&runtime).await.map_err(NoRuntime::Retry)?;
+        let name = self.runtime_name(&runtime).await.map_err(NoRuntime::Unavailable)?;
         let own_network = !host_network(pod) && runtime.handler() != "process";
         Ok(PodRuntime { runtime, handler, name, own_network })
     }
@@ -719,8 +726,8 @@ impl Kubelet {
         };
         let handler = match s.client.get(&format!("/apis/node.k8s.io/v1/runtimeclasses/{class}")).await {
             Ok(v) => v.get("handler").and_then(Value::as_str).unwrap_or("").to_string(),
-            Err(e) if e.is_not_found() => return Err(NoRuntime::Retry(format!("RuntimeClass {class:?} not found"))),
-            Err(e) => return Err(NoRuntime::Retry(format!("reading RuntimeClass {class:?}: {e}"))),
+            Err(e) if e.is_not_found() => return Err(NoRuntime::MissingClass(format!("RuntimeClass {class:?} not found"))),
+            Err(e) => return Err(NoRuntime::MissingClass(format!("reading RuntimeClass {class:?}: {e}"))),
         };
         if handler == s.default_runtime.handler() {
             return Ok((String::new(), s.default_runtime.clone()));

@@ -45,6 +45,10 @@ impl Drop for Agent {
 }
 
 fn start_agent(client: &Client, rt: &Arc<FakeRuntime>, host: &Arc<FakeHost>, data_dir: &std::path::Path, cpu: &str) -> Agent {
+    start_agent_with(client, rt, BTreeMap::new(), host, data_dir, cpu)
+}
+
+fn start_agent_with(client: &Client, rt: &Arc<FakeRuntime>, handlers: BTreeMap<String, Arc<dyn Runtime>>, host: &Arc<FakeHost>, data_dir: &std::path::Path, cpu: &str) -> Agent {
     let runtime: Arc<dyn Runtime> = rt.clone();
     let kubelet = Kubelet::new(KubeletParts {
         client: client.clone(),
@@ -52,7 +56,7 @@ fn start_agent(client: &Client, rt: &Arc<FakeRuntime>, host: &Arc<FakeHost>, dat
         node_ip: "192.168.1.10".parse().unwrap(),
         allocatable: [("cpu", cpu), ("memory", "8Gi"), ("pods", "110")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         runtime,
-        handlers: BTreeMap::new(),
+        handlers,
         host: host.clone(),
         data_dir: data_dir.to_path_buf(),
         dns: NodeDns { cluster_dns: vec!["10.96.0.10".into()], cluster_domain: "cluster.local".into(), host: Default::default() },
@@ -260,4 +264,37 @@ async fn a_pod_past_its_active_deadline_fails() {
     let status = get(&client, "short").await.unwrap().status.unwrap();
     assert_eq!((status.reason.as_deref(), status.message.as_deref()), (Some("DeadlineExceeded"), Some("Pod was active on the node longer than the specified deadline")));
     assert!(rt.all_containers().iter().all(|c| c.state == ContainerState::Exited));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_classes_choose_the_runtime_and_unknown_handlers_fail_the_pod() {
+    let ts = TestServer::start().await;
+    let client = ts.client();
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, host) = (fake_runtime(), Arc::new(FakeHost::default()));
+    let process = Arc::new(FakeRuntime::with_handler("process"));
+    process.add_image("busybox:1.35");
+    let handlers: BTreeMap<String, Arc<dyn Runtime>> = [("process".to_string(), process.clone() as Arc<dyn Runtime>)].into();
+    let _agent = start_agent_with(&client, &rt, handlers, &host, dir.path(), "4");
+    for (name, handler) in [("host", "process"), ("bogus", "gvisor")] {
+        let class = json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name}, "handler": handler});
+        client.create("/apis/node.k8s.io/v1/runtimeclasses", &class).await.unwrap();
+    }
+    create(&client, pod_json("proc", json!({"runtimeClassName": "host", "containers": [{"name": "app", "image": "busybox:1.35"}]}))).await;
+    create(&client, pod_json("odd", json!({"runtimeClassName": "bogus", "containers": [{"name": "app", "image": "busybox:1.35"}]}))).await;
+    create(&client, pod_json("later", json!({"runtimeClassName": "missing", "containers": [{"name": "app", "image": "busybox:1.35"}]}))).await;
+
+    eventually("the process pod to run", || async { ready(&get(&client, "proc").await) }).await;
+    let status = get(&client, "proc").await.unwrap().status.unwrap();
+    assert_eq!(status.pod_ip.as_deref(), Some("192.168.1.10"), "host processes use the node's address");
+    assert_eq!(process.all_containers().len(), 1);
+    assert!(rt.all_containers().is_empty());
+
+    eventually("the pod with an unknown handler to fail", || async { phase(&get(&client, "odd").await).as_deref() == Some("Failed") }).await;
+    let status = get(&client, "odd").await.unwrap().status.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("UnknownRuntimeHandler"));
+    assert!(status.message.unwrap().contains("\"gvisor\""));
+
+    eventually("a missing RuntimeClass to be reported", || async { host.events().iter().any(|e| e == "Warning FailedCreatePodSandBox: Failed to create pod sandbox: RuntimeClass \"missing\" not found") }).await;
+    assert_eq!(phase(&get(&client, "later").await).as_deref(), Some("Pending"), "the pod waits for its RuntimeClass");
 }

@@ -521,11 +521,16 @@ impl RuntimeManager {
                 Ok(image)
             }
             Err(e) => {
+                // The runtime's own words, without repeating which image failed.
+                let e = match e {
+                    RuntimeError::ImagePull { message, .. } => message,
+                    other => other.to_string(),
+                };
                 self.event(pod, EventType::Warning, "Failed", &format!("Failed to pull image {requested:?}: {e}"));
                 let now = self.clock.now();
                 lock(&self.image_backoff).next(&key, now, now);
                 let retry = lock(&self.image_backoff).remaining_since_update(&key, now);
-                Err((reasons::ERR_IMAGE_PULL.into(), e.to_string(), retry))
+                Err((reasons::ERR_IMAGE_PULL.into(), e, retry))
             }
         }
     }
@@ -949,7 +954,8 @@ mod tests {
         let p = pod(json!({"containers": [{"name": "a", "image": "nope:1"}, {"name": "b", "image": "missing:2", "imagePullPolicy": "Never"}]}));
         h.sync(&p).await;
         assert_eq!(h.waiting["a"].reason, "ErrImagePull");
-        assert_eq!(h.waiting["a"].message, "failed to pull image \"nope:1\": not found");
+        assert_eq!(h.waiting["a"].message, "not found");
+        assert!(h.host.events().contains(&"Warning Failed: Failed to pull image \"nope:1\": not found".to_string()));
         assert_eq!((h.waiting["b"].reason.as_str(), h.waiting["b"].message.as_str()), ("ErrImageNeverPull", "Container image \"missing:2\" is not present with pull policy of Never"));
         h.sync(&p).await;
         assert_eq!((h.waiting["a"].reason.as_str(), h.waiting["a"].message.as_str()), ("ImagePullBackOff", "Back-off pulling image \"nope:1\""));

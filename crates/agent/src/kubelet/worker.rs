@@ -115,8 +115,10 @@ struct WorkerHandle {
 struct WorkerState {
     runtime: Option<PodRuntime>,
     admitted: bool,
-    /// Refused by admission: nothing runs, only a deletion is handled.
-    rejected: bool,
+    /// Refused (reason, message): nothing runs, only a deletion is handled.
+    rejected: Option<(String, String)>,
+    /// The refusal is in the pod's status.
+    rejection_written: bool,
     /// Stopped for good; the pod stays (a terminal phase).
     terminated: bool,
     /// Cleaned up after its deletion; waiting for the pod to leave the watch.
@@ -343,12 +345,18 @@ impl Kubelet {
             }
             return Step::Idle;
         }
-        if (st.rejected || st.terminated) && !(removed || deleting) {
+        if let Some((reason, message)) = st.rejected.clone() {
+            if removed || deleting {
+                // Nothing ever ran: confirm the deletion.
+                return self.finish_deletion(&pod, st, removed).await;
+            }
+            if !st.rejection_written {
+                return self.reject(&pod, st, &reason, &message).await;
+            }
             return Step::Idle;
         }
-        if st.rejected {
-            // Nothing ever ran: confirm the deletion.
-            return self.finish_deletion(&pod, st, removed).await;
+        if st.terminated && !(removed || deleting) {
+            return Step::Idle;
         }
 
         let rt = match &st.runtime {
@@ -483,8 +491,10 @@ impl Kubelet {
                 let st_ref: &WorkerState = st;
                 self.write_status(pod, &|p: &Pod| self.final_status(p, rt, &state, st_ref, evicted.clone())).await
             };
-            if let Some(written) = written {
-                st.last_status = Some(written);
+            match written {
+                Some(written) => st.last_status = Some(written),
+                // The final status must reach the API before anything else.
+                None => return Step::Again(ERROR_RETRY),
             }
         }
         let deleting = pod.metadata.deletion_timestamp.is_some();
@@ -577,16 +587,24 @@ impl Kubelet {
         Step::Idle
     }
 
-    /// Fails a pod this node will not run.
+    /// Fails a pod this node will not run (the decision is final; the status
+    /// write is retried until it is made).
     async fn reject(&self, pod: &Arc<Pod>, st: &mut WorkerState, reason: &str, message: &str) -> Step {
         let s = &self.shared;
-        tracing::info!(pod = %format_pod(pod), reason, message, "pod rejected");
-        s.host.event(pod, EventType::Warning, reason, message);
+        if st.rejected.is_none() {
+            tracing::info!(pod = %format_pod(pod), reason, message, "pod rejected");
+            s.host.event(pod, EventType::Warning, reason, message);
+            st.rejected = Some((reason.to_string(), message.to_string()));
+        }
         let now = s.manager.clock().now();
         let written = self.write_status(pod, &|p: &Pod| status::rejected(p, reason, message, now)).await;
+        st.rejection_written = written.is_some();
         st.last_status = written;
-        st.rejected = true;
-        Step::Idle
+        if st.rejection_written {
+            Step::Idle
+        } else {
+            Step::Again(ERROR_RETRY)
+        }
     }
 
     // === status ===

@@ -438,6 +438,12 @@ impl Kubelet {
         }
 
         self.reconcile_probes(&pod, &rt, &state, st);
+        // Report where the pod is before acting on it: an image pull may take a
+        // while, and the pod shows ContainerCreating meanwhile.
+        let status = self.write(&pod, &rt, &state, st, false, None).await;
+        if is_terminal_phase(status.as_ref().and_then(|s| s.phase.as_deref())) {
+            return self.finish_terminal(&pod, &rt, st, state, true).await;
+        }
         let probes = self.probe_state(&pod, &state);
         let outcome = tokio::select! {
             biased;

@@ -26,6 +26,11 @@
 //! longer exists is garbage for it to collect. Other volumes under `Delete` or
 //! `Recycle` turn Failed, as upstream's do when no plugin can delete them.
 //!
+//! Protection (upstream's pvc-protection and pv-protection controllers): a claim
+//! being deleted keeps its `kubernetes.io/pvc-protection` finalizer while a
+//! scheduled pod uses it, a volume its `kubernetes.io/pv-protection` finalizer while
+//! it is Bound; the API server adds both on create.
+//!
 //! Decisions are pure ([`plan_claim`], [`plan_volume`]) over the informers' objects;
 //! the sync functions carry them out, checking with the API before anything
 //! destructive, because the informers of claims and volumes may lag each other.
@@ -36,13 +41,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, PersistentVolume, PersistentVolumeClaim,
-    PersistentVolumeSpec, VolumeNodeAffinity,
+    PersistentVolumeSpec, Pod, VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 use skiff_api::admission::default_storage_class;
+use skiff_api::admission::storage_protection::{PVC_PROTECTION_FINALIZER, PV_PROTECTION_FINALIZER};
 use skiff_api::storage::{
     claim_class, find_matching_volume, is_volume_bound_to_claim, local_path_dir, volume_capacity, volume_class, volume_has_access_modes,
     volume_mode_mismatch, BETA_STORAGE_CLASS_ANNOTATION, BETA_STORAGE_PROVISIONER_ANNOTATION, BIND_COMPLETED_ANNOTATION, BOUND_BY_CONTROLLER_ANNOTATION,
@@ -380,6 +386,48 @@ fn released(pv: &PersistentVolume) -> VolumeStep {
     }
 }
 
+// === protection ===
+
+/// `podUsesPVC`: a pod bound to a node whose volumes name the claim (a generic
+/// ephemeral volume's claim only while the pod has not finished).
+pub fn pod_uses_claim(pod: &Pod, claim: &str) -> bool {
+    let Some(spec) = pod.spec.as_ref() else { return false };
+    if spec.node_name.as_deref().unwrap_or("").is_empty() {
+        return false;
+    }
+    let shut_down = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded") | Some("Failed"));
+    let pod_name = name_of(&pod.metadata);
+    spec.volumes.iter().flatten().any(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
+        (Some(pvc), _) => pvc.claim_name == claim,
+        (None, Some(_)) => !shut_down && format!("{pod_name}-{}", v.name) == claim,
+        _ => false,
+    })
+}
+
+/// The claims a pod's volumes name.
+fn claims_of(pod: &Pod) -> Vec<String> {
+    let pod_name = name_of(&pod.metadata);
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
+            (Some(pvc), _) => Some(pvc.claim_name.clone()),
+            (None, Some(_)) => Some(format!("{pod_name}-{}", v.name)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has_finalizer(meta: &ObjectMeta, finalizer: &str) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == finalizer)
+}
+
+fn without_finalizer(meta: &mut ObjectMeta, finalizer: &str) {
+    if let Some(list) = meta.finalizers.as_mut() {
+        list.retain(|f| f != finalizer);
+    }
+}
+
 // === the local-path provisioner ===
 
 /// The volume the local-path provisioner makes for `claim` on `node`: named after
@@ -532,6 +580,14 @@ impl Controller {
                 unbound_claim_keys(&ctx).into_iter().for_each(|k| cq.add(k));
             }
         }));
+        let cq = self.claim_queue.clone();
+        self.ctx.pods.on_event(Arc::new(move |ev: &InformerEvent<Pod>| {
+            // A claim being deleted may have lost its last user.
+            if let InformerEvent::Deleted(pod) = ev {
+                let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+                claims_of(pod).into_iter().for_each(|c| cq.add(format!("{ns}/{c}")));
+            }
+        }));
         let (cq, ctx) = (self.claim_queue.clone(), self.ctx.clone());
         self.ctx.nodes.on_event(Arc::new(move |ev: &InformerEvent<Node>| {
             // A new node may be where a waiting claim gets its volume.
@@ -553,7 +609,7 @@ impl Controller {
         let (ns, name) = split_key(key);
         let Some(claim) = self.ctx.pvcs.store().get(ns, name) else { return Ok(None) };
         if claim.metadata.deletion_timestamp.is_some() {
-            return Ok(None);
+            return self.release_claim(&claim).await;
         }
         let (volumes, classes, nodes) = (self.volumes.store().list(), self.classes.store().list(), self.ctx.nodes.store().list());
         let view = View { volumes: &volumes, classes: &classes, nodes: &nodes };
@@ -590,6 +646,30 @@ impl Controller {
                 }
                 Ok((phase == "Pending").then_some(RESYNC))
             }
+        }
+    }
+
+    /// pvc-protection: a claim being deleted goes once no scheduled pod uses it.
+    async fn release_claim(&self, claim: &PersistentVolumeClaim) -> Result<Option<Duration>, Error> {
+        if !has_finalizer(&claim.metadata, PVC_PROTECTION_FINALIZER) {
+            return Ok(None);
+        }
+        let (ns, name) = (claim.metadata.namespace.as_deref().unwrap_or(""), name_of(&claim.metadata));
+        // The deletion of the last user requeues the claim.
+        if self.ctx.pods.store().list_namespace(ns).iter().any(|p| pod_uses_claim(p, name)) {
+            return Ok(None);
+        }
+        // The pod informer may not have seen a new user yet.
+        let live = Api::<Pod>::namespaced(&self.ctx.client, ns).list(&ListParams::default()).await?;
+        if live.items.iter().any(|p| pod_uses_claim(p, name)) {
+            return Ok(Some(RESYNC));
+        }
+        let mut updated = claim.clone();
+        without_finalizer(&mut updated.metadata, PVC_PROTECTION_FINALIZER);
+        match self.claims(ns).replace(name, &updated).await {
+            Ok(_) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -722,6 +802,19 @@ impl Controller {
 
     async fn sync_volume(&self, name: &str) -> Result<Option<Duration>, Error> {
         let Some(pv) = self.volumes.store().get("", name) else { return Ok(None) };
+        // pv-protection: a volume being deleted goes once it is not Bound.
+        if pv.metadata.deletion_timestamp.is_some() {
+            if has_finalizer(&pv.metadata, PV_PROTECTION_FINALIZER) && phase_of(&pv) != "Bound" {
+                let mut updated = (*pv).clone();
+                without_finalizer(&mut updated.metadata, PV_PROTECTION_FINALIZER);
+                match self.volume_api().replace(name, &updated).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            return Ok(None);
+        }
         let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).and_then(|r| self.ctx.pvcs.store().get(r.namespace.as_deref().unwrap_or(""), r.name.as_deref().unwrap_or("")));
         let step = plan_volume(&pv, claim.as_deref());
         tracing::debug!(volume = %name, step = ?step, "volume sync");
@@ -1025,6 +1118,22 @@ mod tests {
         let pv = volume("x", json!({"metadata": {"annotations": {BOUND_BY_CONTROLLER_ANNOTATION: "yes"}}, "spec": {"claimRef": {"namespace": "ns", "name": "data", "uid": "c1"}}, "status": {"phase": "Bound"}}));
         let elsewhere = claim(json!({"spec": {"volumeName": "y"}}));
         assert_eq!(plan_volume(&pv, Some(&elsewhere)), VolumeStep::Unbind);
+    }
+
+    #[test]
+    fn only_scheduled_pods_keep_a_claim_in_use() {
+        let pod = |node: Option<&str>, phase: &str, volumes: Value| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": node, "containers": [], "volumes": volumes}, "status": {"phase": phase}})).unwrap()
+        };
+        let claim_volume = json!([{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]);
+        assert!(pod_uses_claim(&pod(Some("n1"), "Running", claim_volume.clone()), "data"));
+        assert!(pod_uses_claim(&pod(Some("n1"), "Succeeded", claim_volume.clone()), "data"), "a finished pod still holds its claim until deleted");
+        assert!(!pod_uses_claim(&pod(None, "Pending", claim_volume.clone()), "data"), "the kubelet never starts an unscheduled pod on a deleted claim");
+        assert!(!pod_uses_claim(&pod(Some("n1"), "Running", claim_volume), "other"));
+        let ephemeral = json!([{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]);
+        assert!(pod_uses_claim(&pod(Some("n1"), "Running", ephemeral.clone()), "web-0-scratch"));
+        assert!(!pod_uses_claim(&pod(Some("n1"), "Failed", ephemeral.clone()), "web-0-scratch"));
+        assert_eq!(claims_of(&pod(None, "", ephemeral)), vec!["web-0-scratch".to_string()]);
     }
 
     #[test]

@@ -111,9 +111,16 @@ fn the_default_class_provisions_on_the_first_pods_node_and_later_pods_follow_the
         assert_eq!(wait_for_node(&s, "app"), node, "round {round}");
     }
 
-    // The claim's deletion takes its provisioned volume along (reclaim policy Delete).
+    // A claim deleted under a running pod stays (Terminating) while the pod uses it...
+    assert_eq!(pvc["metadata"]["finalizers"], serde_json::json!(["kubernetes.io/pvc-protection"]));
+    assert_eq!(pv["metadata"]["finalizers"], serde_json::json!(["kubernetes.io/pv-protection"]));
+    s.ok(&["delete", "pvc", "data", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(s.ok(&["get", "pvc", "data"]).contains("Terminating"));
+    assert_eq!(str_at(&s.json(&["get", "pv", &volume]), "/status/phase"), "Bound");
+    // ...and once the pod is gone, takes its provisioned volume along (reclaim policy Delete).
     s.ok(&["delete", "pod", "app", "--wait=true", "--timeout=60s"]);
-    s.ok(&["delete", "pvc", "data", "--wait=true", "--timeout=60s"]);
+    s.eventually("the claim deleted", WAIT, || s.get(&["pvc", "data"]).is_none());
     s.eventually("the provisioned volume deleted", WAIT, || s.get(&["pv", &volume]).is_none());
 }
 

@@ -14,6 +14,7 @@
 //!   when a create would exceed one.
 //! - [`eviction`]: the disruption-budget check of `pods/eviction`.
 //! - [`default_storage_class`]: the default StorageClass of claims that name none.
+//! - [`storage_protection`]: the finalizers that keep claims and volumes in use.
 //! - [`default_service_account`]: the ServiceAccount plugin's defaulting.
 //! - [`default_toleration_seconds`]: how long pods stay on unready or unreachable nodes.
 
@@ -26,6 +27,7 @@ pub mod eviction;
 pub mod limit_range;
 pub mod priority;
 pub mod quota;
+pub mod storage_protection;
 
 /// Why an admission plugin refused a write. At the API edge it becomes a 403
 /// Forbidden: `pods "web" is forbidden: <reason>` (see [`Denied::into_status`]).

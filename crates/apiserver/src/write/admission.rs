@@ -3,7 +3,7 @@
 //!
 //! Creates go through two phases, as upstream: [`mutate_create`] (LimitRanger
 //! defaults, ServiceAccount, Priority, DefaultTolerationSeconds; DefaultStorageClass
-//! for claims) on the decoded object before it is prepared
+//! and StorageObjectInUseProtection for claims and volumes) on the decoded object before it is prepared
 //! and validated, and [`validate_create`] (LimitRanger bounds, the single global
 //! default PriorityClass, ResourceQuota last) on the object about to be stored.
 //! Updates only need [`validate_update`] (pods keep their priority and get the
@@ -49,6 +49,11 @@ pub fn mutate_create(app: &App, res: &ResourceInfo, obj: &mut Value, name: &str)
     if res.group.is_empty() && res.kind == "PersistentVolumeClaim" {
         let classes = cached(app, lookup("storage.k8s.io", "storageclasses"), None);
         admission::default_storage_class::admit_claim(obj, &classes);
+        admission::storage_protection::admit_claim(obj);
+        return Ok(());
+    }
+    if res.group.is_empty() && res.kind == "PersistentVolume" {
+        admission::storage_protection::admit_volume(obj);
         return Ok(());
     }
     if !is_pod(res) {

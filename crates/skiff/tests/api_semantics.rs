@@ -95,10 +95,23 @@ async fn watch_resumes_from_a_resource_version_without_loss_or_duplicates() {
     assert_eq!(names, ["w4", "w5"]);
 }
 
+/// Waits until the server has published `kube-root-ca.crt` in `default` (every
+/// namespace gets it), so that lists and watches of ConfigMaps there are stable.
+async fn root_ca_published(api: &Api) {
+    for _ in 0..100 {
+        if api.get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt").await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("kube-root-ca.crt was not published in default");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn watch_without_resource_version_starts_with_the_current_state_then_follows_changes() {
     let s = TestServer::start();
     let api = Api::new(&s);
+    root_ca_published(&api).await;
     api.post("/api/v1/namespaces/default/configmaps", &cm("a", "1")).await;
     let watcher = {
         let http = api.http.clone();
@@ -106,7 +119,7 @@ async fn watch_without_resource_version_starts_with_the_current_state_then_follo
         let token = api.token.clone();
         tokio::spawn(async move {
             let a = Api { http, base: String::new(), token };
-            a.watch(&url, 3, Duration::from_secs(6)).await
+            a.watch(&url, 4, Duration::from_secs(6)).await
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -118,8 +131,8 @@ async fn watch_without_resource_version_starts_with_the_current_state_then_follo
     assert_eq!(code, 200);
     let events = watcher.await.unwrap();
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["ADDED", "MODIFIED", "DELETED"]);
-    assert_eq!(events[1]["object"]["data"]["v"], "2");
+    assert_eq!(types, ["ADDED", "ADDED", "MODIFIED", "DELETED"]);
+    assert_eq!(events[2]["object"]["data"]["v"], "2");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,6 +183,7 @@ async fn requests_without_a_valid_token_get_401() {
 async fn lists_paginate_with_limit_and_continue() {
     let s = TestServer::start();
     let api = Api::new(&s);
+    root_ca_published(&api).await;
     for i in 0..7 {
         api.post("/api/v1/namespaces/default/configmaps", &cm(&format!("p{i}"), "x")).await;
     }
@@ -193,7 +207,7 @@ async fn lists_paginate_with_limit_and_continue() {
             _ => break,
         }
     }
-    let expected: Vec<String> = (0..7).map(|i| format!("p{i}")).collect();
+    let expected: Vec<String> = std::iter::once("kube-root-ca.crt".to_string()).chain((0..7).map(|i| format!("p{i}"))).collect();
     assert_eq!(names, expected);
     assert_eq!(pages, 3);
     let (code, e) = api.get("/api/v1/namespaces/default/configmaps?limit=3&continue=garbage").await;
@@ -360,19 +374,20 @@ async fn objects_over_the_datastore_limit_get_a_clear_413() {
 async fn watch_list_sends_initial_events_then_a_bookmark() {
     let s = TestServer::start();
     let api = Api::new(&s);
+    root_ca_published(&api).await;
     api.post("/api/v1/namespaces/default/configmaps", &cm("one", "1")).await;
     api.post("/api/v1/namespaces/default/configmaps", &cm("two", "2")).await;
     let events = api
         .watch(
             "/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
-            3,
+            4,
             Duration::from_secs(5),
         )
         .await;
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["ADDED", "ADDED", "BOOKMARK"]);
-    assert_eq!(events[2]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
-    assert_eq!(events[2]["object"]["kind"], "ConfigMap");
+    assert_eq!(types, ["ADDED", "ADDED", "ADDED", "BOOKMARK"]);
+    assert_eq!(events[3]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(events[3]["object"]["kind"], "ConfigMap");
 }
 
 #[tokio::test(flavor = "multi_thread")]

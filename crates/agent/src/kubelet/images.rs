@@ -2,8 +2,6 @@
 //! registry credentials of a pod's imagePullSecrets (a docker config keyring matched
 //! against the image's registry, as upstream's credential provider matches).
 
-use std::collections::BTreeMap;
-
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Container, Secret};
 use serde_json::Value;
@@ -182,9 +180,6 @@ fn glob(pattern: &str, text: &str) -> bool {
     }
     p[pi..].iter().all(|c| *c == '*')
 }
-
-/// Registry credentials keyed by image, for one pod's pulls.
-pub type PullCredentials = BTreeMap<String, Vec<RegistryAuth>>;
 
 #[cfg(test)]
 mod tests {

@@ -141,8 +141,8 @@ pub fn go_duration(d: Duration) -> String {
 }
 
 /// The spec of a container of the pod (regular or init).
-pub fn spec_of<'a>(pod: &'a Pod, name: &str) -> Option<(&'a Container, bool)> {
-    containers(pod).iter().find(|c| c.name == name).map(|c| (c, false)).or_else(|| init_containers(pod).iter().find(|c| c.name == name).map(|c| (c, true)))
+pub fn spec_of<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+    containers(pod).iter().chain(init_containers(pod)).find(|c| c.name == name)
 }
 
 /// The grace period of one container kill (upstream's `setTerminationGracePeriod`):
@@ -281,7 +281,7 @@ impl RuntimeManager {
             }
         } else {
             for kill in &actions.containers_to_kill {
-                let spec = spec_of(pod, &kill.name).map(|(c, _)| c);
+                let spec = spec_of(pod, &kill.name);
                 if let Err(e) = self.kill_container(pod, rt, kill.id.as_str(), &kill.name, spec, &kill.message, kill.reason, None, None).await {
                     outcome.error = Some(e);
                     return outcome;
@@ -598,7 +598,7 @@ impl RuntimeManager {
         let names: Vec<String> = running.iter().map(|c| c.name().to_string()).collect();
         let ordering = init_containers(pod).iter().any(is_sidecar).then(|| TerminationOrdering::new(pod, &names));
         let kills = running.iter().map(|c| {
-            let spec = spec_of(pod, c.name()).map(|(s, _)| s);
+            let spec = spec_of(pod, c.name());
             // A container the spec no longer names stops with the grace it was made with.
             let grace = grace.or_else(|| spec.is_none().then(|| annotated_grace(c)));
             self.kill_container(pod, rt, c.id(), c.name(), spec, "", KillReason::Unknown, grace, ordering.as_ref())

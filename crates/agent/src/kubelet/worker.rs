@@ -447,7 +447,12 @@ impl Kubelet {
         let probes = self.probe_state(&pod, &state);
         let outcome = tokio::select! {
             biased;
-            _ = terminate.wait_for(|t| *t) => {
+            _ = async {
+                // A closed channel means no deletion can be signalled: sync on.
+                if terminate.wait_for(|t| *t).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => {
                 // The pod is being deleted: stop syncing, terminate at once.
                 return Step::Again(Duration::ZERO);
             }

@@ -98,6 +98,13 @@ pub struct AgentArgs {
     /// Pods this node runs at most (status.capacity.pods).
     #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
     pub max_pods: u32,
+    /// The Linux bridge the node's pods are attached to (--runtime cri).
+    #[arg(long, default_value = skiff_agent::kubelet::POD_BRIDGE)]
+    pub cni_bridge: String,
+    /// The pod CIDR this node asks for when it registers (unless the Node has one
+    /// or another node holds it). Default: the first free /24 of 10.244.0.0/16.
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
 }
 
 pub const DEFAULT_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
@@ -173,6 +180,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 max_pods: args.max_pods,
                 cluster_dns: args.cluster_dns.clone(),
                 cluster_domain: args.cluster_domain.clone(),
+                cni_bridge: args.cni_bridge.clone(),
+                pod_cidr: args.pod_cidr.clone(),
             };
             let config = kubelet_config(&node, &args.data_dir, &ca_pem, runtimes);
             eprintln!(
@@ -225,6 +234,8 @@ pub struct NodeOptions {
     pub max_pods: u32,
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
+    pub cni_bridge: String,
+    pub pod_cidr: Option<String>,
 }
 
 /// The kubelet's configuration: state under `data_dir` (pods, logs, the CNI
@@ -241,6 +252,7 @@ pub fn kubelet_config(node: &NodeOptions, data_dir: &Path, ca_pem: &str, runtime
             heartbeat: node.heartbeat,
             max_pods: node.max_pods,
             storage_dir: data_dir.join("storage"),
+            pod_cidr: node.pod_cidr.clone(),
         },
         data_dir: data_dir.to_path_buf(),
         runtime: runtimes.default,
@@ -254,6 +266,7 @@ pub fn kubelet_config(node: &NodeOptions, data_dir: &Path, ca_pem: &str, runtime
         },
         ca_pem: ca_pem.to_string(),
         sync_period: SYNC_PERIOD,
+        cni_bridge: node.cni_bridge.clone(),
     }
 }
 

@@ -134,6 +134,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         max_pods: args.max_pods,
         cluster_dns: args.cluster_dns.clone(),
         cluster_domain: args.cluster_domain.clone(),
+        cni_bridge: skiff_agent::kubelet::POD_BRIDGE.to_string(),
+        pod_cidr: None,
     };
     let config = agent::kubelet_config(&node, &agent_dir, &ca_pem, chosen.runtimes);
     let node_client = client(&server, read(&data_dir.join("node-token"))?, &ca_pem)?;

@@ -66,11 +66,13 @@ pub struct KubeletConfig {
     pub ca_pem: String,
     /// How often every pod is synced even when nothing changed.
     pub sync_period: Duration,
+    /// The Linux bridge pods are attached to (CNI); [`POD_BRIDGE`] by default.
+    pub cni_bridge: String,
 }
 
 /// How often the runtime is asked again while it does not answer at startup.
 const RUNTIME_WAIT: Duration = Duration::from_secs(2);
-/// The Linux bridge pods are attached to (CNI).
+/// The Linux bridge pods are attached to by default (CNI).
 pub const POD_BRIDGE: &str = "skiff0";
 
 /// Registers the node and runs its pods until the future is dropped.
@@ -93,7 +95,7 @@ pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
     tracing::info!(node = %node.name, ip = %node.node_ip, runtime = %version, pod_cidrs = ?node.pod_cidrs, "node registered");
     if config.runtime.handler() == "cri" {
         let cni = config.data_dir.join("cni");
-        crate::runtime::cni::write_conflist(&cni.join("net.d"), POD_BRIDGE, &node.pod_cidrs, &cni.join("ipam"))
+        crate::runtime::cni::write_conflist(&cni.join("net.d"), &config.cni_bridge, &node.pod_cidrs, &cni.join("ipam"))
             .map_err(|e| anyhow::anyhow!("writing the CNI config under {}: {e}", cni.display()))?;
     }
 

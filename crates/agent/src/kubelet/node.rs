@@ -48,6 +48,9 @@ pub struct NodeConfig {
     /// Where local-path volumes live on this node (published in the Node's
     /// `storage.skiff.io/local-path` annotation for the provisioner).
     pub storage_dir: PathBuf,
+    /// The pod CIDR to take when the Node has none and no other Node holds it;
+    /// None: the first free /24 of 10.244.0.0/16.
+    pub pod_cidr: Option<String>,
 }
 
 /// What the rest of the kubelet needs to know about the registered node.
@@ -593,6 +596,7 @@ impl<'a> Registrar<'a> {
 
     /// `preferred` if no other Node holds it, else the first free /24.
     async fn free_pod_cidr(&self, preferred: Option<&str>) -> Result<Cidr, Attempt> {
+        let preferred = preferred.or(self.config.pod_cidr.as_deref());
         let others = self.nodes.list(&ListParams::default()).await?.items;
         let used: Vec<String> = others.iter().filter(|n| n.metadata.name.as_deref() != Some(&self.config.name)).flat_map(pod_cidrs).collect();
         if let Some(p) = preferred.and_then(|p| p.parse::<Cidr>().ok()) {
@@ -827,6 +831,7 @@ mod tests {
             heartbeat: Duration::from_millis(100),
             max_pods: 110,
             storage_dir: PathBuf::from("/var/lib/skiff/storage"),
+            pod_cidr: None,
         }
     }
 

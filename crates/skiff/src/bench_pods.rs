@@ -25,7 +25,7 @@
 //! Everything is torn down at the end (pods through the API, leftovers through CRI
 //! and `ctr`, containerd stopped, the bridge deleted), also after a `--timeout`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,7 +38,10 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use skiff_agent::runtime::containerd::{self, Containerd, ContainerdConfig, CRI_NAMESPACE};
 use skiff_agent::runtime::cri::CriRuntime;
-use skiff_agent::runtime::{cni, Runtime};
+use skiff_agent::runtime::{
+    cni, ContainerConfig, ContainerStatus, ExecOutput, ImageInfo, RegistryAuth, Result as RuntimeResult, Runtime, SandboxConfig, SandboxStatus,
+    Stream as RuntimeStream, StreamRequest,
+};
 use skiff_apiserver::{Config, Server, Settings};
 use skiff_client::{Client, ClientConfig};
 use skiff_store::SqliteStore;
@@ -146,17 +149,25 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
     })
 }
 
-/// VmRSS and VmHWM of a process, in KiB.
+/// VmRSS and VmHWM of a process, and the RSS split into anonymous memory (heap,
+/// stacks) and file pages (mostly the binary's own code), in KiB.
 #[derive(Debug, Clone, Copy, Default)]
 struct Memory {
     rss: u64,
     hwm: u64,
+    anon: u64,
+    file: u64,
 }
 
 impl Memory {
     fn of(pid: &str) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        Memory { rss: status_kib(&status, "VmRSS").unwrap_or(0), hwm: status_kib(&status, "VmHWM").unwrap_or(0) }
+        let field = |name| status_kib(&status, name).unwrap_or(0);
+        Memory { rss: field("VmRSS"), hwm: field("VmHWM"), anon: field("RssAnon"), file: field("RssFile") }
+    }
+
+    fn line(&self) -> String {
+        format!("VmRSS {}  VmHWM {}  (anonymous {}, file-backed {})", mib(self.rss), mib(self.hwm), mib(self.anon), mib(self.file))
     }
 }
 
@@ -331,6 +342,214 @@ async fn baseline(env: &mut Env, pods: usize, rate: f64) -> anyhow::Result<(Summ
     Ok((Summary::of(times), overhead))
 }
 
+// === the timed runtime ===
+
+/// When the kubelet's calls for one pod began and ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct PodCalls {
+    sandbox_begin: Option<Instant>,
+    sandbox_end: Option<Instant>,
+    create_begin: Option<Instant>,
+    create_end: Option<Instant>,
+    start_begin: Option<Instant>,
+    start_end: Option<Instant>,
+}
+
+#[derive(Default)]
+struct CallLog {
+    /// Durations by CRI method.
+    by_method: BTreeMap<&'static str, Vec<Duration>>,
+    /// By pod name: the first sandbox, container create and start of each pod.
+    pods: HashMap<String, PodCalls>,
+    /// Container id → pod name, to place `start_container` calls.
+    containers: HashMap<String, String>,
+}
+
+/// containerd's runtime as the kubelet is given it, with every call timed, so the
+/// report can say where a pod's start-up goes. The cost is a clock read and a
+/// short lock per call.
+struct TimedRuntime {
+    inner: Arc<dyn Runtime>,
+    log: Mutex<CallLog>,
+}
+
+impl TimedRuntime {
+    fn new(inner: Arc<dyn Runtime>) -> TimedRuntime {
+        TimedRuntime { inner, log: Mutex::new(CallLog::default()) }
+    }
+
+    fn record(&self, method: &'static str, began: Instant) {
+        self.log.lock().unwrap().by_method.entry(method).or_default().push(began.elapsed());
+    }
+
+    fn pod(&self, name: &str, update: impl FnOnce(&mut PodCalls)) {
+        update(self.log.lock().unwrap().pods.entry(name.to_string()).or_default());
+    }
+
+    /// Forgets everything recorded so far (the warm-up).
+    fn reset(&self) {
+        *self.log.lock().unwrap() = CallLog::default();
+    }
+
+    fn snapshot(&self) -> (BTreeMap<&'static str, Vec<Duration>>, HashMap<String, PodCalls>) {
+        let log = self.log.lock().unwrap();
+        (log.by_method.clone(), log.pods.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for TimedRuntime {
+    fn handler(&self) -> &str {
+        self.inner.handler()
+    }
+
+    async fn version(&self) -> RuntimeResult<String> {
+        let t = Instant::now();
+        let r = self.inner.version().await;
+        self.record("Version", t);
+        r
+    }
+
+    async fn image_status(&self, image: &str) -> RuntimeResult<Option<ImageInfo>> {
+        let t = Instant::now();
+        let r = self.inner.image_status(image).await;
+        self.record("ImageStatus", t);
+        r
+    }
+
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> RuntimeResult<String> {
+        let t = Instant::now();
+        let r = self.inner.pull_image(image, auth).await;
+        self.record("PullImage", t);
+        r
+    }
+
+    async fn run_sandbox(&self, config: &SandboxConfig) -> RuntimeResult<String> {
+        let t = Instant::now();
+        self.pod(&config.pod_name, |p| {
+            p.sandbox_begin.get_or_insert(t);
+        });
+        let r = self.inner.run_sandbox(config).await;
+        self.record("RunPodSandbox", t);
+        let end = Instant::now();
+        self.pod(&config.pod_name, |p| {
+            p.sandbox_end.get_or_insert(end);
+        });
+        r
+    }
+
+    async fn stop_sandbox(&self, id: &str) -> RuntimeResult<()> {
+        let t = Instant::now();
+        let r = self.inner.stop_sandbox(id).await;
+        self.record("StopPodSandbox", t);
+        r
+    }
+
+    async fn remove_sandbox(&self, id: &str) -> RuntimeResult<()> {
+        let t = Instant::now();
+        let r = self.inner.remove_sandbox(id).await;
+        self.record("RemovePodSandbox", t);
+        r
+    }
+
+    async fn sandbox_status(&self, id: &str) -> RuntimeResult<SandboxStatus> {
+        let t = Instant::now();
+        let r = self.inner.sandbox_status(id).await;
+        self.record("PodSandboxStatus", t);
+        r
+    }
+
+    async fn list_sandboxes(&self) -> RuntimeResult<Vec<SandboxStatus>> {
+        let t = Instant::now();
+        let r = self.inner.list_sandboxes().await;
+        self.record("ListPodSandbox", t);
+        r
+    }
+
+    async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig, sandbox: &SandboxConfig) -> RuntimeResult<String> {
+        let t = Instant::now();
+        self.pod(&sandbox.pod_name, |p| {
+            p.create_begin.get_or_insert(t);
+        });
+        let r = self.inner.create_container(sandbox_id, config, sandbox).await;
+        self.record("CreateContainer", t);
+        let end = Instant::now();
+        self.pod(&sandbox.pod_name, |p| {
+            p.create_end.get_or_insert(end);
+        });
+        if let Ok(id) = &r {
+            self.log.lock().unwrap().containers.insert(id.clone(), sandbox.pod_name.clone());
+        }
+        r
+    }
+
+    async fn start_container(&self, id: &str) -> RuntimeResult<()> {
+        let t = Instant::now();
+        let pod = self.log.lock().unwrap().containers.get(id).cloned();
+        if let Some(pod) = &pod {
+            self.pod(pod, |p| {
+                p.start_begin.get_or_insert(t);
+            });
+        }
+        let r = self.inner.start_container(id).await;
+        self.record("StartContainer", t);
+        let end = Instant::now();
+        if let Some(pod) = &pod {
+            self.pod(pod, |p| {
+                p.start_end.get_or_insert(end);
+            });
+        }
+        r
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> RuntimeResult<()> {
+        let t = Instant::now();
+        let r = self.inner.stop_container(id, grace).await;
+        self.record("StopContainer", t);
+        r
+    }
+
+    async fn remove_container(&self, id: &str) -> RuntimeResult<()> {
+        let t = Instant::now();
+        let r = self.inner.remove_container(id).await;
+        self.record("RemoveContainer", t);
+        r
+    }
+
+    async fn container_status(&self, id: &str) -> RuntimeResult<ContainerStatus> {
+        let t = Instant::now();
+        let r = self.inner.container_status(id).await;
+        self.record("ContainerStatus", t);
+        r
+    }
+
+    async fn list_containers(&self, sandbox_id: Option<&str>) -> RuntimeResult<Vec<ContainerStatus>> {
+        let t = Instant::now();
+        let r = self.inner.list_containers(sandbox_id).await;
+        self.record("ListContainers", t);
+        r
+    }
+
+    async fn exec_sync(&self, id: &str, command: &[String], timeout: Duration) -> RuntimeResult<ExecOutput> {
+        let t = Instant::now();
+        let r = self.inner.exec_sync(id, command, timeout).await;
+        self.record("ExecSync", t);
+        r
+    }
+
+    async fn exec(&self, id: &str, request: &StreamRequest) -> RuntimeResult<RuntimeStream> {
+        self.inner.exec(id, request).await
+    }
+
+    async fn attach(&self, id: &str, request: &StreamRequest) -> RuntimeResult<RuntimeStream> {
+        self.inner.attach(id, request).await
+    }
+
+    async fn port_forward(&self, sandbox_id: &str) -> RuntimeResult<RuntimeStream> {
+        self.inner.port_forward(sandbox_id).await
+    }
+}
+
 // === pods ===
 
 fn pod(name: &str) -> Value {
@@ -460,9 +679,42 @@ struct PodFigures {
     deleted: Summary,
     not_running: usize,
     busy: MemoryReading,
+    /// Each pod's start-up cut at the kubelet's runtime calls, in order.
+    stages: Vec<(&'static str, Summary)>,
+    /// The kubelet's runtime calls while the pods started, and while they were deleted.
+    startup_calls: BTreeMap<&'static str, Vec<Duration>>,
+    deletion_calls: BTreeMap<&'static str, Vec<Duration>>,
 }
 
-async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64) -> anyhow::Result<PodFigures> {
+/// Cuts each pod's create → Running at the kubelet's runtime calls: what happens
+/// before the sandbox is asked for (the watch, admission, volumes), the sandbox,
+/// the container's create and start, and the status write until the watch shows it.
+fn stages(names: &[String], sent: &HashMap<String, Instant>, seen: &HashMap<String, Seen>, calls: &HashMap<String, PodCalls>) -> Vec<(&'static str, Summary)> {
+    type Cut = fn(Instant, &Seen, &PodCalls) -> Option<(Instant, Instant)>;
+    let cuts: [(&'static str, Cut); 7] = [
+        ("create → bound (scheduler)", |sent, s, _| Some((sent, s.bound?))),
+        ("bound → RunPodSandbox called", |_, s, c| Some((s.bound?, c.sandbox_begin?))),
+        ("RunPodSandbox", |_, _, c| Some((c.sandbox_begin?, c.sandbox_end?))),
+        ("sandbox → CreateContainer called", |_, _, c| Some((c.sandbox_end?, c.create_begin?))),
+        ("CreateContainer", |_, _, c| Some((c.create_begin?, c.create_end?))),
+        ("StartContainer", |_, _, c| Some((c.start_begin?, c.start_end?))),
+        ("started → Running seen (status write, watch)", |_, s, c| Some((c.start_end?, s.running?))),
+    ];
+    cuts.iter()
+        .map(|(name, cut)| {
+            let samples = names
+                .iter()
+                .filter_map(|n| {
+                    let (from, to) = cut(*sent.get(n)?, seen.get(n)?, calls.get(n)?)?;
+                    Some(to.saturating_duration_since(from))
+                })
+                .collect();
+            (*name, Summary::of(samples))
+        })
+        .collect()
+}
+
+async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64, pod_cidr: &str) -> anyhow::Result<PodFigures> {
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let watch = watch_pods(admin.clone(), list_rv(admin).await?, seen.clone());
     let result = async {
@@ -476,6 +728,8 @@ async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64) -> anyho
         if !wait_for(&seen, &warm, DELETE_TIMEOUT, |s| s.gone.is_some()).await {
             bail!("the warm-up pod was not gone {} s after its deletion", DELETE_TIMEOUT.as_secs());
         }
+        let timed = env.timed.clone().context("the kubelet's runtime is not set up")?;
+        timed.reset();
 
         let names: Vec<String> = (0..count).map(|i| format!("pod-{i:04}")).collect();
         let sent = Arc::new(Mutex::new(HashMap::new()));
@@ -503,7 +757,13 @@ async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64) -> anyho
         // Let the last status writes land before reading memory.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let busy = read_memory(env.containerd.as_ref().and_then(Containerd::pid), &env.socket);
+        let outside = pods_outside(admin, pod_cidr).await?;
+        if outside > 0 {
+            eprintln!("  note: {outside} pods have no address in {pod_cidr}: they are not on this run's bridge");
+        }
 
+        let (startup_calls, pod_calls) = timed.snapshot();
+        timed.reset();
         let deleting = Instant::now();
         let deleted_at: HashMap<String, Instant> = names.iter().map(|n| (n.clone(), deleting)).collect();
         delete_pods(admin, &names).await;
@@ -511,6 +771,7 @@ async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64) -> anyho
             eprintln!("  some pods were not gone {} s after their deletion", DELETE_TIMEOUT.as_secs());
         }
 
+        let (deletion_calls, _) = timed.snapshot();
         let sent = sent.lock().unwrap();
         let seen = seen.lock().unwrap();
         let since = |pick: fn(&Seen) -> Option<Instant>, from: &HashMap<String, Instant>| {
@@ -523,11 +784,21 @@ async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64) -> anyho
             deleted: since(|s| s.gone, &deleted_at),
             not_running: not_running.len(),
             busy,
+            stages: stages(&names, &sent, &seen, &pod_calls),
+            startup_calls,
+            deletion_calls,
         })
     }
     .await;
     watch.abort();
     result
+}
+
+/// How many of the benchmark's pods have no address in `cidr` (a /24).
+async fn pods_outside(admin: &Client, cidr: &str) -> anyhow::Result<usize> {
+    let list = admin.get(&format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3D{LABEL}")).await.map_err(|e| anyhow::anyhow!("listing pods: {e}"))?;
+    let prefix = cidr.trim_end_matches("0/24");
+    Ok(list["items"].as_array().into_iter().flatten().filter(|p| !p.pointer("/status/podIP").and_then(Value::as_str).is_some_and(|ip| ip.starts_with(prefix))).count())
 }
 
 /// Deletes pods through the API, 16 at a time (already-gone ones are fine).
@@ -554,6 +825,8 @@ struct Env {
     socket: PathBuf,
     containerd: Option<Containerd>,
     cri: Option<Arc<CriRuntime>>,
+    /// The kubelet's runtime: `cri` with its calls timed.
+    timed: Option<Arc<TimedRuntime>>,
     server: Option<Server>,
     admin: Option<Client>,
     control_plane: tokio::task::JoinSet<()>,
@@ -624,7 +897,9 @@ async fn start_node(env: &mut Env, admin: &Client, node_name: &str, pod_cidr: &s
 
     let agent_dir = env.root.join("agent");
     let cri = env.cri.clone().context("containerd is not running")?;
-    let runtimes = Runtimes::cri(cri, agent::process_runtime(&agent_dir)?);
+    let timed = Arc::new(TimedRuntime::new(cri));
+    env.timed = Some(timed.clone());
+    let runtimes = Runtimes::cri(timed, agent::process_runtime(&agent_dir)?);
     let node = NodeOptions {
         name: node_name.to_string(),
         node_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
@@ -635,6 +910,8 @@ async fn start_node(env: &mut Env, admin: &Client, node_name: &str, pod_cidr: &s
         max_pods: agent::DEFAULT_MAX_PODS.max(max_pods),
         cluster_dns: Vec::new(),
         cluster_domain: agent::DEFAULT_CLUSTER_DOMAIN.to_string(),
+        cni_bridge: skiff_agent::kubelet::POD_BRIDGE.to_string(),
+        pod_cidr: None,
     };
     let config = agent::kubelet_config(&node, &agent_dir, &ca_pem, runtimes);
     let mut kubelet = tokio::spawn(skiff_agent::kubelet::run(node_client, config));
@@ -776,6 +1053,7 @@ pub async fn run(args: PodsArgs) -> anyhow::Result<()> {
         socket: socket.clone(),
         containerd: Some(containerd),
         cri: None,
+        timed: None,
         server: None,
         admin: None,
         control_plane: tokio::task::JoinSet::new(),
@@ -828,7 +1106,7 @@ async fn measure(env: &mut Env, args: &PodsArgs, images_dir: &Path, pod_cidr: &s
     tokio::time::sleep(SETTLE).await;
     let idle = read_memory(env.containerd.as_ref().and_then(Containerd::pid), &env.socket);
 
-    let figures = pods_phase(env, &admin, args.pods, args.rate).await?;
+    let figures = pods_phase(env, &admin, args.pods, args.rate, pod_cidr).await?;
     if !link_exists(&env.bridge).await {
         eprintln!("  note: bridge {} was never created; the pods did not use this run's network", env.bridge);
     }
@@ -840,6 +1118,12 @@ async fn measure(env: &mut Env, args: &PodsArgs, images_dir: &Path, pod_cidr: &s
     if figures.not_running > 0 {
         println!("skiff     {} of {} pods never showed Running", figures.not_running, args.pods);
     }
+    println!("where create → Running goes (per pod, cut at the kubelet's runtime calls):");
+    for (stage, summary) in &figures.stages {
+        println!("          {stage:<46} {}", summary.line());
+    }
+    print_calls("runtime calls while the pods started:", &figures.startup_calls);
+    print_calls("runtime calls while the pods were deleted:", &figures.deletion_calls);
     if let Some(base) = base {
         println!(
             "ratio     create→Running / ctr run -d:  p50 {:.2}x  p99 {:.2}x",
@@ -853,17 +1137,8 @@ async fn measure(env: &mut Env, args: &PodsArgs, images_dir: &Path, pod_cidr: &s
         met(figures.not_running == 0 && figures.running.p99 < AIM_P99_RUNNING),
         ms(figures.running.p99)
     );
-    println!(
-        "memory    this process (server+controllers+scheduler+kubelet), idle node:  VmRSS {}  VmHWM {}",
-        mib(idle.process.rss),
-        mib(idle.process.hwm)
-    );
-    println!(
-        "memory    this process with {} pods running:                           VmRSS {}  VmHWM {}",
-        args.pods - figures.not_running,
-        mib(figures.busy.process.rss),
-        mib(figures.busy.process.hwm)
-    );
+    println!("memory    this process (server, controllers, scheduler, kubelet), idle node: {}", idle.process.line());
+    println!("memory    this process with {} pods running: {}", args.pods - figures.not_running, figures.busy.process.line());
     println!(
         "memory    containerd: idle {}, with pods {};  shims: {} using {} ({} per pod)",
         mib(idle.containerd.rss),
@@ -874,6 +1149,15 @@ async fn measure(env: &mut Env, args: &PodsArgs, images_dir: &Path, pod_cidr: &s
     );
     println!("aim       idle RSS < {}: {} ({})", mib(AIM_IDLE_RSS_KIB), met(idle.process.rss < AIM_IDLE_RSS_KIB), mib(idle.process.rss));
     Ok(())
+}
+
+/// One line per runtime method: how often the kubelet called it and how long it took.
+fn print_calls(title: &str, calls: &BTreeMap<&'static str, Vec<Duration>>) {
+    println!("{title}");
+    for (method, times) in calls {
+        let total: Duration = times.iter().sum();
+        println!("          {method:<20} {:>5} calls  {}  total {:.2} s", times.len(), Summary::of(times.clone()).line(), total.as_secs_f64());
+    }
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ impl Cluster {
     }
 
     fn pods(&self, selector: &str) -> Vec<Value> {
-        self.server.items(&["pods", "-l", selector])
+        self.server.items(&["get", "pods", "-l", selector])
     }
 
     fn agent_log(&self) -> String {
@@ -220,13 +220,23 @@ impl Drop for Cluster {
             self.rt.block_on(async {
                 use skiff_agent::runtime::Runtime;
                 if let Ok(cri) = skiff_agent::runtime::cri::CriRuntime::connect(&socket).await {
-                    for c in cri.list_containers(None).await.unwrap_or_default() {
-                        let _ = cri.stop_container(&c.id, Duration::from_secs(0)).await;
-                        let _ = cri.remove_container(&c.id).await;
-                    }
-                    for s in cri.list_sandboxes().await.unwrap_or_default() {
-                        let _ = cri.stop_sandbox(&s.id).await;
-                        let _ = cri.remove_sandbox(&s.id).await;
+                    // A create the killed agent left in flight may land after a
+                    // first sweep, so sweep until nothing is left.
+                    for _ in 0..10 {
+                        let containers = cri.list_containers(None).await.unwrap_or_default();
+                        let sandboxes = cri.list_sandboxes().await.unwrap_or_default();
+                        if containers.is_empty() && sandboxes.is_empty() {
+                            break;
+                        }
+                        for c in containers {
+                            let _ = cri.stop_container(&c.id, Duration::from_secs(0)).await;
+                            let _ = cri.remove_container(&c.id).await;
+                        }
+                        for s in sandboxes {
+                            let _ = cri.stop_sandbox(&s.id).await;
+                            let _ = cri.remove_sandbox(&s.id).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
                 containerd.stop().await;

@@ -180,6 +180,10 @@ const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 
 async fn publish_root_ca(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> Result<(), StatusError> {
     let Some(ca) = app.ca_pem.get().filter(|c| !c.is_empty()) else { return Ok(()) };
+    // One spelling of the PEM (servers may hold it with or without the final
+    // newline), so that servers sharing a datastore agree and never rewrite it.
+    let ca = format!("{}\n", ca.trim_end());
+    let ca = &ca;
     let cms = res("", "configmaps");
     for (_, ns) in all.iter().filter(|(r, e)| r.kind == "Namespace" && r.group.is_empty() && !e.object.deleting) {
         let name = &ns.object.name;

@@ -326,16 +326,18 @@ async fn baseline(env: &mut Env, pods: usize, rate: f64) -> anyhow::Result<(Summ
     ctr_run(env.socket.clone(), warm).await?;
 
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(pods);
+    // A JoinSet, so that a run cut short by --timeout starts no more containers
+    // (dropping it aborts the tasks, and their ctr processes are killed).
+    let mut tasks = tokio::task::JoinSet::new();
     for i in 0..pods {
         tokio::time::sleep_until(tokio::time::Instant::from_std(started + Duration::from_secs_f64(i as f64 / rate))).await;
         let id = format!("bench-ctr-{i:04}");
         env.ctr_ids.push(id.clone());
-        tasks.push(tokio::spawn(ctr_run(env.socket.clone(), id)));
+        tasks.spawn(ctr_run(env.socket.clone(), id));
     }
     let mut times = Vec::with_capacity(pods);
-    for t in tasks {
-        times.push(t.await??);
+    while let Some(t) = tasks.join_next().await {
+        times.push(t??);
     }
     let ids = std::mem::take(&mut env.ctr_ids);
     ctr_remove(&env.socket, &ids).await;
@@ -716,8 +718,8 @@ fn stages(names: &[String], sent: &HashMap<String, Instant>, seen: &HashMap<Stri
 
 async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64, pod_cidr: &str) -> anyhow::Result<PodFigures> {
     let seen = Arc::new(Mutex::new(HashMap::new()));
-    let watch = watch_pods(admin.clone(), list_rv(admin).await?, seen.clone());
-    let result = async {
+    let _watch = AbortOnDrop(watch_pods(admin.clone(), list_rv(admin).await?, seen.clone()));
+    async {
         // A warm-up pod: the first sandbox also creates the bridge.
         let warm = vec!["warmup".to_string()];
         admin.create(&format!("/api/v1/namespaces/{NAMESPACE}/pods"), &pod("warmup")).await.map_err(|e| anyhow::anyhow!("creating the warm-up pod: {e}"))?;
@@ -734,17 +736,17 @@ async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64, pod_cidr
         let names: Vec<String> = (0..count).map(|i| format!("pod-{i:04}")).collect();
         let sent = Arc::new(Mutex::new(HashMap::new()));
         let started = Instant::now();
-        let mut creates = Vec::with_capacity(count);
+        let mut creates = tokio::task::JoinSet::new();
         for (i, name) in names.iter().enumerate() {
             tokio::time::sleep_until(tokio::time::Instant::from_std(started + Duration::from_secs_f64(i as f64 / rate))).await;
             let (client, sent, name) = (admin.clone(), sent.clone(), name.clone());
-            creates.push(tokio::spawn(async move {
+            creates.spawn(async move {
                 sent.lock().unwrap().insert(name.clone(), Instant::now());
                 client.create(&format!("/api/v1/namespaces/{NAMESPACE}/pods"), &pod(&name)).await.map_err(|e| anyhow::anyhow!("creating {name}: {e}"))
-            }));
+            });
         }
-        for c in creates {
-            c.await??;
+        while let Some(c) = creates.join_next().await {
+            c??;
         }
         let all_ready = wait_for(&seen, &names, Duration::from_secs(120), |s| s.ready.is_some()).await;
         let not_running: Vec<String> = {
@@ -789,9 +791,16 @@ async fn pods_phase(env: &Env, admin: &Client, count: usize, rate: f64, pod_cidr
             deletion_calls,
         })
     }
-    .await;
-    watch.abort();
-    result
+    .await
+}
+
+/// Aborts a background task when dropped, also when `--timeout` cuts the run short.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How many of the benchmark's pods have no address in `cidr` (a /24).
@@ -986,7 +995,10 @@ async fn teardown(mut env: Env) {
     env.control_plane.abort_all();
     while env.control_plane.join_next().await.is_some() {}
     if let Some(cri) = &env.cri {
-        let sandboxes = cri.list_sandboxes().await.unwrap_or_default();
+        let sandboxes = cri.list_sandboxes().await.unwrap_or_else(|e| {
+            eprintln!("  tear-down: listing containerd's sandboxes: {e}");
+            Vec::new()
+        });
         if !sandboxes.is_empty() {
             eprintln!("  tear-down: removing {} sandboxes left in containerd", sandboxes.len());
         }
@@ -1003,6 +1015,15 @@ async fn teardown(mut env: Env) {
     env.cri = None;
     if let Some(containerd) = env.containerd.take() {
         containerd.stop().await;
+    }
+    // Shims exit on their own once their containers are gone; say so if one stays.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shims_of(&env.socket).0 > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (left, _) = shims_of(&env.socket);
+    if left > 0 {
+        eprintln!("  tear-down: {left} containerd shims of {} are still running", env.socket.display());
     }
     drop(env.server.take());
     if !env.bridge_existed && link_exists(&env.bridge).await {

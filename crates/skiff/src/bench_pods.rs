@@ -17,6 +17,10 @@
 //!   loop), each timed from its create request to the watch event that shows it
 //!   bound, `Running` and `Ready` (no readiness probe, so Ready follows start).
 //!   One warm-up pod and one warm-up container go first and are not counted.
+//! - **where the time goes**: the kubelet's runtime is containerd's wrapped in a
+//!   [`TimedRuntime`], so each pod's start-up can be cut at its `RunPodSandbox`,
+//!   `CreateContainer` and `StartContainer` calls, and every CRI method's count and
+//!   latency is printed (for the start-up and for the deletion).
 //! - **memory**: VmRSS and VmHWM of this process (server, controllers, scheduler and
 //!   kubelet, plus the benchmark's small client) with an idle node and with the pods
 //!   running; containerd's own RSS, and its shims', for context.
@@ -247,7 +251,7 @@ fn bridge_name() -> String {
     format!("skb{}", std::process::id() % 1_000_000)
 }
 
-async fn link_exists(name: &str) -> bool {
+fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
@@ -1026,7 +1030,7 @@ async fn teardown(mut env: Env) {
         eprintln!("  tear-down: {left} containerd shims of {} are still running", env.socket.display());
     }
     drop(env.server.take());
-    if !env.bridge_existed && link_exists(&env.bridge).await {
+    if !env.bridge_existed && link_exists(&env.bridge) {
         if let Err(e) = ip(&["link", "del", &env.bridge]).await {
             eprintln!("  tear-down: {e:#}");
         }
@@ -1053,7 +1057,7 @@ pub async fn run(args: PodsArgs) -> anyhow::Result<()> {
     let routes = ip(&["-4", "route", "show", "table", "all"]).await.unwrap_or_default();
     let pod_cidr = free_pod_cidr(&routes).context("no free /24 in 10.251.0.0/16 for the pods")?;
     let bridge = bridge_name();
-    let bridge_existed = link_exists(&bridge).await;
+    let bridge_existed = link_exists(&bridge);
     anyhow::ensure!(!bridge_existed, "interface {bridge} already exists; is another `skiff bench pods` running?");
 
     let agent_dir = root.join("agent");
@@ -1128,7 +1132,7 @@ async fn measure(env: &mut Env, args: &PodsArgs, images_dir: &Path, pod_cidr: &s
     let idle = read_memory(env.containerd.as_ref().and_then(Containerd::pid), &env.socket);
 
     let figures = pods_phase(env, &admin, args.pods, args.rate, pod_cidr).await?;
-    if !link_exists(&env.bridge).await {
+    if !link_exists(&env.bridge) {
         eprintln!("  note: bridge {} was never created; the pods did not use this run's network", env.bridge);
     }
 

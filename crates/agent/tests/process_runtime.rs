@@ -317,10 +317,24 @@ async fn a_container_without_a_command_is_refused_and_one_that_cannot_start_is_a
     let sandbox = node.sandbox_config("broken");
     let sandbox_id = node.runtime.run_sandbox(&sandbox).await.unwrap();
 
-    let no_command = ContainerConfig { command: Vec::new(), args: vec!["x".into()], ..shell("main", "") };
+    let no_command = ContainerConfig { command: Vec::new(), args: Vec::new(), ..shell("main", "") };
     match node.runtime.create_container(&sandbox_id, &no_command, &sandbox).await {
         Err(RuntimeError::Failed(message)) => assert!(message.contains("needs a command"), "{message}"),
         other => panic!("expected a failure, got {other:?}"),
+    }
+    // Only args (`kubectl run x -- cmd`): they are the command.
+    let args_only = ContainerConfig { command: Vec::new(), args: vec!["sh".into(), "-c".into(), "exit 5".into()], ..shell("main", "") };
+    let id = node.runtime.create_container(&sandbox_id, &args_only, &sandbox).await.unwrap();
+    node.runtime.start_container(&id).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = node.runtime.container_status(&id).await.unwrap();
+        if status.state == ContainerState::Exited {
+            assert_eq!(status.exit_code, 5);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the args-only container did not run: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let missing = ContainerConfig { command: vec!["/nonexistent/program".into()], args: Vec::new(), ..shell("main", "") };

@@ -492,6 +492,32 @@ spec:
     let got = c.kubectl().kubectl_stdin(&["exec", "-i", "chatty", "--", "sh", "-c", "tr a-z A-Z"], Some("quiet words\n"));
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "QUIET WORDS");
 
+    // cp (tar through exec), both ways.
+    let local = tempfile::tempdir().unwrap();
+    let src = local.path().join("note.txt");
+    std::fs::write(&src, "copied in\n").unwrap();
+    c.kubectl().ok(&["cp", src.to_str().unwrap(), "chatty:/tmp/note.txt"]);
+    assert_eq!(c.kubectl().ok(&["exec", "chatty", "--", "cat", "/tmp/note.txt"]), "copied in\n");
+    let back = local.path().join("back.txt");
+    c.kubectl().ok(&["cp", "chatty:/tmp/note.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
+
+    // attach streams the running container's output.
+    let mut attach = c.kubectl().kubectl_command(&["attach", "chatty"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut out = attach.stdout.take().unwrap();
+    let mut seen = String::new();
+    let start = Instant::now();
+    while !seen.contains("line ") && start.elapsed() < Duration::from_secs(20) {
+        let n = out.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = attach.kill();
+    let _ = attach.wait();
+    assert!(seen.contains("line "), "attach streamed: {seen:?}");
+
     // port-forward, then a request through it.
     let port = free_port();
     let mut pf = c

@@ -69,8 +69,8 @@ impl Kubelet {
     async fn list_all(&self) -> Option<HashMap<String, Fingerprint>> {
         let mut current: HashMap<String, Fingerprint> = HashMap::new();
         for (_, rt) in self.runtimes() {
-            let sandboxes = rt.list_sandboxes().await;
-            let containers = rt.list_containers(None).await;
+            let sandboxes = rt.list_sandboxes_brief().await;
+            let containers = rt.list_containers_brief().await;
             let (sandboxes, containers) = match (sandboxes, containers) {
                 (Ok(s), Ok(c)) => (s, c),
                 (Err(e), _) | (_, Err(e)) => {

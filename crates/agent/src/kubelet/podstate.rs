@@ -126,7 +126,7 @@ impl PodRuntimeState {
 
     /// Asks the runtime for everything of pod `uid`.
     pub async fn gather(runtime: &dyn Runtime, uid: &str) -> crate::runtime::Result<PodRuntimeState> {
-        let sandboxes: Vec<SandboxStatus> = runtime.list_sandboxes().await?.into_iter().filter(|s| is_pod(&s.labels, uid)).collect();
+        let sandboxes: Vec<SandboxStatus> = runtime.list_pod_sandboxes(uid).await?.into_iter().filter(|s| is_pod(&s.labels, uid)).collect();
         let mut containers = Vec::new();
         for sandbox in &sandboxes {
             for c in runtime.list_containers(Some(&sandbox.id)).await? {

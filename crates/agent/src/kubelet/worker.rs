@@ -732,7 +732,7 @@ impl Kubelet {
         let uid = uid_of(pod);
         let mut chosen = None;
         for (handler, rt) in self.runtimes() {
-            let has = rt.list_sandboxes().await.map_err(|e| NoRuntime::Unavailable(e.to_string()))?.iter().any(|sb| sb.labels.get(crate::runtime::labels::POD_UID).map(String::as_str) == Some(uid));
+            let has = rt.list_pod_sandboxes(uid).await.map_err(|e| NoRuntime::Unavailable(e.to_string()))?.iter().any(|sb| sb.labels.get(crate::runtime::labels::POD_UID).map(String::as_str) == Some(uid));
             if has {
                 let handler = if handler == rt.handler() { String::new() } else { handler };
                 chosen = Some((handler, rt));

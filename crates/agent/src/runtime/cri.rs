@@ -124,6 +124,23 @@ impl CriRuntime {
         Ok(response.containers)
     }
 
+    /// The sandboxes the filter selects, each with its full status: the list has no
+    /// addresses, the status of each has. A sandbox removed in between is simply
+    /// not listed.
+    async fn sandboxes_with_status(&self, filter: Option<cri::PodSandboxFilter>) -> Result<Vec<SandboxStatus>> {
+        let mut client = self.runtime.clone();
+        let response = call("ListPodSandbox", REQUEST_TIMEOUT, client.list_pod_sandbox(request(cri::ListPodSandboxRequest { filter }, REQUEST_TIMEOUT))).await?;
+        let mut sandboxes = Vec::with_capacity(response.items.len());
+        for item in response.items {
+            match self.sandbox_status(&item.id).await {
+                Ok(status) => sandboxes.push(status),
+                Err(RuntimeError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(sandboxes)
+    }
+
     /// The handler to ask the runtime for: the agent's name for the default
     /// handler means the runtime's own default.
     fn runtime_handler(handler: &str) -> String {
@@ -239,19 +256,25 @@ impl Runtime for CriRuntime {
     }
 
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
+        self.sandboxes_with_status(None).await
+    }
+
+    async fn list_pod_sandboxes(&self, pod_uid: &str) -> Result<Vec<SandboxStatus>> {
+        let filter = cri::PodSandboxFilter {
+            label_selector: [(crate::runtime::labels::POD_UID.to_string(), pod_uid.to_string())].into_iter().collect(),
+            ..Default::default()
+        };
+        self.sandboxes_with_status(Some(filter)).await
+    }
+
+    async fn list_sandboxes_brief(&self) -> Result<Vec<SandboxStatus>> {
         let mut client = self.runtime.clone();
         let response = call("ListPodSandbox", REQUEST_TIMEOUT, client.list_pod_sandbox(request(cri::ListPodSandboxRequest { filter: None }, REQUEST_TIMEOUT))).await?;
-        // The list has no addresses; the status of each has. A sandbox removed in
-        // between is simply not listed.
-        let mut sandboxes = Vec::with_capacity(response.items.len());
-        for item in response.items {
-            match self.sandbox_status(&item.id).await {
-                Ok(status) => sandboxes.push(status),
-                Err(RuntimeError::NotFound(_)) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(sandboxes)
+        Ok(response.items.into_iter().map(convert::sandbox_brief).collect())
+    }
+
+    async fn list_containers_brief(&self) -> Result<Vec<ContainerStatus>> {
+        Ok(self.list(None).await?.into_iter().map(convert::container_brief).collect())
     }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig, sandbox: &SandboxConfig) -> Result<String> {

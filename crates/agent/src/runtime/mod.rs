@@ -302,6 +302,16 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_sandbox(&self, id: &str) -> Result<()>;
     async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus>;
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>>;
+    /// The sandboxes of one pod (by the `io.kubernetes.pod.uid` label): what a pod
+    /// sync needs, without the status of every other pod's sandbox.
+    async fn list_pod_sandboxes(&self, pod_uid: &str) -> Result<Vec<SandboxStatus>> {
+        Ok(self.list_sandboxes().await?.into_iter().filter(|s| s.labels.get(labels::POD_UID).map(String::as_str) == Some(pod_uid)).collect())
+    }
+    /// Every sandbox with its id, state, attempt, creation time and labels only
+    /// (addresses may be missing): a cheap listing for noticing changes.
+    async fn list_sandboxes_brief(&self) -> Result<Vec<SandboxStatus>> {
+        self.list_sandboxes().await
+    }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig, sandbox: &SandboxConfig) -> Result<String>;
     async fn start_container(&self, id: &str) -> Result<()>;
@@ -311,6 +321,11 @@ pub trait Runtime: Send + Sync + 'static {
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     /// Every container, or those of one sandbox.
     async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerStatus>>;
+    /// Every container with its id, sandbox, name, attempt, state and labels only
+    /// (exit codes and times may be missing): a cheap listing for noticing changes.
+    async fn list_containers_brief(&self) -> Result<Vec<ContainerStatus>> {
+        self.list_containers(None).await
+    }
 
     /// Runs a command in a running container and collects its output (probes, hooks).
     async fn exec_sync(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput>;

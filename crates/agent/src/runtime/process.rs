@@ -285,7 +285,9 @@ impl Runtime for ProcessRuntime {
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig, sandbox: &SandboxConfig) -> Result<String> {
         let sandbox_record = self.state.sandbox(sandbox_id)?;
-        if config.command.is_empty() {
+        // No image means no entrypoint: `command` (else `args`, as in
+        // `kubectl run x -- sh -c …`, which sets only args) is the whole argv.
+        if config.command.is_empty() && config.args.is_empty() {
             return Err(RuntimeError::Failed(
                 "the process runtime needs a command: there is no image to take an entrypoint from".to_string(),
             ));

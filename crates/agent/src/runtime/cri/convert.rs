@@ -153,6 +153,43 @@ pub(crate) fn sandbox_status(status: cri::PodSandboxStatus) -> SandboxStatus {
     }
 }
 
+/// A sandbox as ListPodSandbox gives it: no addresses.
+pub(crate) fn sandbox_brief(item: cri::PodSandbox) -> SandboxStatus {
+    SandboxStatus {
+        id: item.id,
+        state: sandbox_state(item.state),
+        ips: Vec::new(),
+        created_at: timestamp(item.created_at),
+        attempt: item.metadata.map(|m| m.attempt).unwrap_or(0),
+        labels: btree_map(item.labels),
+        annotations: btree_map(item.annotations),
+    }
+}
+
+/// A container as ListContainers gives it: no exit code, reason or start and
+/// finish times.
+pub(crate) fn container_brief(item: cri::Container) -> ContainerStatus {
+    let metadata = item.metadata.unwrap_or_default();
+    ContainerStatus {
+        id: item.id,
+        sandbox_id: item.pod_sandbox_id,
+        name: metadata.name,
+        attempt: metadata.attempt,
+        state: container_state(item.state),
+        created_at: timestamp(item.created_at),
+        started_at: None,
+        finished_at: None,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        image: item.image.map(|image| image.image).unwrap_or_default(),
+        image_ref: item.image_ref,
+        log_path: PathBuf::new(),
+        labels: btree_map(item.labels),
+        annotations: btree_map(item.annotations),
+    }
+}
+
 pub(crate) fn sandbox_state(state: i32) -> SandboxState {
     if state == cri::PodSandboxState::SandboxReady as i32 {
         SandboxState::Ready

@@ -43,7 +43,7 @@ use serde_json::{json, Value};
 use skiff_agent::runtime::containerd::{self, Containerd, ContainerdConfig, CRI_NAMESPACE};
 use skiff_agent::runtime::cri::CriRuntime;
 use skiff_agent::runtime::{
-    cni, ContainerConfig, ContainerStatus, ExecOutput, ImageInfo, RegistryAuth, Result as RuntimeResult, Runtime, SandboxConfig, SandboxStatus,
+    ContainerConfig, ContainerStatus, ExecOutput, ImageInfo, RegistryAuth, Result as RuntimeResult, Runtime, SandboxConfig, SandboxStatus,
     Stream as RuntimeStream, StreamRequest,
 };
 use skiff_apiserver::{Config, Server, Settings};
@@ -263,21 +263,6 @@ async fn ip(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The conflist that gives this run's pods their own bridge. containerd loads the
-/// first conflist in name order, so this one (`00-`) is used ahead of the agent's
-/// `10-skiff.conflist`; it is the agent's own network (the same function writes
-/// both) with only the bridge's name changed.
-const PRIVATE_CONFLIST: &str = "00-bench-pods.conflist";
-
-fn write_private_conflist(conf_dir: &Path, bridge: &str, cidr: &str, ipam_dir: &Path) -> anyhow::Result<()> {
-    let config = cni::conflist(bridge, &[cidr.to_string()], ipam_dir)?;
-    std::fs::create_dir_all(conf_dir)?;
-    let tmp = conf_dir.join(".bench.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&config)?)?;
-    std::fs::rename(&tmp, conf_dir.join(PRIVATE_CONFLIST))?;
-    Ok(())
-}
-
 // === ctr ===
 
 async fn ctr(socket: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
@@ -469,6 +454,27 @@ impl Runtime for TimedRuntime {
         let t = Instant::now();
         let r = self.inner.list_sandboxes().await;
         self.record("ListPodSandbox", t);
+        r
+    }
+
+    async fn list_pod_sandboxes(&self, pod_uid: &str) -> RuntimeResult<Vec<SandboxStatus>> {
+        let t = Instant::now();
+        let r = self.inner.list_pod_sandboxes(pod_uid).await;
+        self.record("ListPodSandbox (one pod)", t);
+        r
+    }
+
+    async fn list_sandboxes_brief(&self) -> RuntimeResult<Vec<SandboxStatus>> {
+        let t = Instant::now();
+        let r = self.inner.list_sandboxes_brief().await;
+        self.record("ListPodSandbox (relist)", t);
+        r
+    }
+
+    async fn list_containers_brief(&self) -> RuntimeResult<Vec<ContainerStatus>> {
+        let t = Instant::now();
+        let r = self.inner.list_containers_brief().await;
+        self.record("ListContainers (relist)", t);
         r
     }
 
@@ -896,18 +902,13 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))?.local_addr()?.port())
 }
 
-/// Creates the Node with this run's pod CIDR (the kubelet adopts it and keeps the
-/// CIDR), starts the kubelet, and waits until the node is Ready.
+/// Starts the kubelet with this run's bridge and pod CIDR, and waits until the node
+/// is Ready with that CIDR.
 async fn start_node(env: &mut Env, admin: &Client, node_name: &str, pod_cidr: &str, max_pods: u32) -> anyhow::Result<()> {
     let server = env.server.as_ref().context("the server is not running")?;
     let dir = env.root.join("server");
     let ca_pem = read(&dir.join("pki/ca.crt"))?;
     let node_client = client(server, &read(&dir.join("node-token"))?, &ca_pem)?;
-    admin
-        .create("/api/v1/nodes", &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}, "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]}}))
-        .await
-        .map_err(|e| anyhow::anyhow!("creating node {node_name}: {e}"))?;
-
     let agent_dir = env.root.join("agent");
     let cri = env.cri.clone().context("containerd is not running")?;
     let timed = Arc::new(TimedRuntime::new(cri));
@@ -923,8 +924,8 @@ async fn start_node(env: &mut Env, admin: &Client, node_name: &str, pod_cidr: &s
         max_pods: agent::DEFAULT_MAX_PODS.max(max_pods),
         cluster_dns: Vec::new(),
         cluster_domain: agent::DEFAULT_CLUSTER_DOMAIN.to_string(),
-        cni_bridge: skiff_agent::kubelet::POD_BRIDGE.to_string(),
-        pod_cidr: None,
+        cni_bridge: env.bridge.clone(),
+        pod_cidr: Some(pod_cidr.to_string()),
     };
     let config = agent::kubelet_config(&node, &agent_dir, &ca_pem, runtimes);
     let mut kubelet = tokio::spawn(skiff_agent::kubelet::run(node_client, config));
@@ -1062,7 +1063,6 @@ pub async fn run(args: PodsArgs) -> anyhow::Result<()> {
 
     let agent_dir = root.join("agent");
     let cni_conf_dir = agent_dir.join("cni/net.d");
-    write_private_conflist(&cni_conf_dir, &bridge, &pod_cidr, &agent_dir.join("cni/bench-ipam"))?;
     let started = Instant::now();
     let containerd = Containerd::start(ContainerdConfig {
         data_dir: root.clone(),

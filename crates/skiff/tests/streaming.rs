@@ -108,7 +108,7 @@ fn wait_for_log(server: &TestServer, text: &str) -> String {
 #[test]
 fn kubectl_logs_reads_the_container_log_through_the_agent() {
     let server = TestServer::start();
-    let agent = Agent::start(&server, "echo hello; echo oops >&2; sleep 600");
+    let agent = Agent::start(&server, "echo hello; sleep 0.5; echo oops >&2; sleep 600");
     register(&server, NODE, agent.port);
 
     assert_eq!(wait_for_log(&server, "oops"), "hello\noops\n");

@@ -22,8 +22,22 @@ const NODE: &str = "stream-node";
 /// container `c` runs `script`.
 struct Agent {
     port: u16,
-    _rt: tokio::runtime::Runtime,
+    rt: tokio::runtime::Runtime,
+    runtime: Arc<ProcessRuntime>,
+    sandbox_id: String,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Agent {
+    /// The pod's processes outlive this test otherwise (the shim is made to
+    /// survive its agent): stop them.
+    fn drop(&mut self) {
+        let (runtime, sandbox_id) = (self.runtime.clone(), self.sandbox_id.clone());
+        self.rt.block_on(async move {
+            let _ = runtime.stop_sandbox(&sandbox_id).await;
+            let _ = runtime.remove_sandbox(&sandbox_id).await;
+        });
+    }
 }
 
 struct OnePod(PodTarget);
@@ -39,7 +53,7 @@ impl Agent {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ca_pem = String::from_utf8(server.ca()).unwrap();
-        let port = rt.block_on(async {
+        let (port, runtime, sandbox_id) = rt.block_on(async {
             let runtime = Arc::new(ProcessRuntime::new(dir.path().join("state"), vec![env!("CARGO_BIN_EXE_skiff").to_string(), "process-shim".to_string()]).unwrap());
             let log_dir = dir.path().join("logs/default_p_uid-p");
             let sandbox = SandboxConfig {
@@ -64,6 +78,7 @@ impl Agent {
                 ..ContainerConfig::default()
             };
             let id = runtime.create_container(&sandbox_id, &container, &sandbox).await.unwrap();
+            let kept = (runtime.clone(), sandbox_id.clone());
             runtime.start_container(&id).await.unwrap();
             let target = PodTarget {
                 uid: "uid-p".into(),
@@ -76,9 +91,9 @@ impl Agent {
             let addr = listener.local_addr().unwrap();
             let config = StreamConfig { listen: addr, ca_pem, data_dir: dir.path().join("agent") };
             tokio::spawn(serve_on(listener, config, Arc::new(OnePod(target))));
-            addr.port()
+            (addr.port(), kept.0, kept.1)
         });
-        Agent { port, _rt: rt, _dir: dir }
+        Agent { port, rt, runtime, sandbox_id, _dir: dir }
     }
 }
 

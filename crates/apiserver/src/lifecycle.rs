@@ -187,11 +187,8 @@ async fn publish_root_ca(app: &App, all: &[(&'static ResourceInfo, Entry)]) -> R
     let cms = res("", "configmaps");
     for (_, ns) in all.iter().filter(|(r, e)| r.kind == "Namespace" && r.group.is_empty() && !e.object.deleting) {
         let name = &ns.object.name;
-        let current = all
-            .iter()
-            .find(|(r, e)| r.plural == "configmaps" && e.object.namespace.as_deref() == Some(name.as_str()) && e.object.name == ROOT_CA_CONFIGMAP);
-        match current {
-            Some((_, e)) if e.object.value().pointer("/data/ca.crt").and_then(Value::as_str) == Some(ca.as_str()) => {}
+        match app.cache(cms).get(&cms.key(Some(name), ROOT_CA_CONFIGMAP)) {
+            Some(e) if e.object.value().pointer("/data/ca.crt").and_then(Value::as_str) == Some(ca.as_str()) => {}
             Some(_) => {
                 app.guaranteed_update(cms, Some(name), ROOT_CA_CONFIGMAP, false, |current| {
                     let Some(cur) = current else { return Ok(Decision::Keep(Value::Null)) };

@@ -285,6 +285,26 @@ fn eventually_pod(c: &Cluster, name: &str, what: &str, timeout: Duration, mut f:
     panic!("pod {name}: {what} did not happen in {timeout:?}; last status: {}\nagent log:\n{}", last["status"], c.agent_log());
 }
 
+/// Runs a streaming command (`logs -f`, `attach`) until its output satisfies
+/// `done` (or 20 s pass, or it ends), then stops it; what it printed.
+fn stream_until(mut command: Command, done: impl Fn(&str) -> bool) -> String {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut seen = String::new();
+    let start = Instant::now();
+    while !done(&seen) && start.elapsed() < Duration::from_secs(20) {
+        let n = out.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
 fn httpd_deployment(name: &str, replicas: u32) -> String {
     format!(
         r#"apiVersion: apps/v1
@@ -468,20 +488,7 @@ spec:
     assert!(logs.contains("Z line "), "a timestamp then the line: {logs}");
 
     // -f keeps streaming new lines.
-    let mut follow = c.kubectl().kubectl_command(&["logs", "-f", "chatty", "--tail=1"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut out = follow.stdout.take().unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut seen = String::new();
-    let start = Instant::now();
-    while seen.lines().count() < 4 && start.elapsed() < Duration::from_secs(20) {
-        let n = out.read(&mut buf).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    let _ = follow.kill();
-    let _ = follow.wait();
+    let seen = stream_until(c.kubectl().kubectl_command(&["logs", "-f", "chatty", "--tail=1"]), |seen| seen.lines().count() >= 4);
     assert!(seen.lines().count() >= 4, "logs -f streamed: {seen:?}");
 
     // exec with a shell and an exit code.
@@ -503,19 +510,7 @@ spec:
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
 
     // attach streams the running container's output.
-    let mut attach = c.kubectl().kubectl_command(&["attach", "chatty"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut out = attach.stdout.take().unwrap();
-    let mut seen = String::new();
-    let start = Instant::now();
-    while !seen.contains("line ") && start.elapsed() < Duration::from_secs(20) {
-        let n = out.read(&mut buf).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    let _ = attach.kill();
-    let _ = attach.wait();
+    let seen = stream_until(c.kubectl().kubectl_command(&["attach", "chatty"]), |seen| seen.contains("line "));
     assert!(seen.contains("line "), "attach streamed: {seen:?}");
 
     // port-forward, then a request through it.

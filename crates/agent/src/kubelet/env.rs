@@ -549,37 +549,7 @@ fn check_qualified_name(value: &str) -> Result<(), String> {
 /// `fieldpath.FormatMap`: `key="value"` lines in key order, values quoted as Go's
 /// `%q` quotes them.
 fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
-    map.into_iter().flatten().map(|(k, v)| format!("{k}={}", go_quote(v))).collect::<Vec<_>>().join("\n")
-}
-
-/// Go's `strconv.Quote`.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
-                if (c as u32) < 0x10000 {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    map.into_iter().flatten().map(|(k, v)| format!("{k}={}", skiff_api::selector::go_quote(v))).collect::<Vec<_>>().join("\n")
 }
 
 // === resource references ===
@@ -1017,7 +987,7 @@ mod tests {
         let p = pod(json!({"containers": [{"name": "app"}]}));
         assert_eq!(extract_field_path(&p, "metadata.labels").unwrap(), "app=\"web\"\ntier=\"front\"");
         assert_eq!(extract_field_path(&p, "metadata.annotations").unwrap(), "example.com/owner=\"team-a\"\nnote=\"say \\\"hi\\\"\\n\"");
-        assert_eq!(go_quote("tab\there\u{1}é\u{a0}"), "\"tab\\there\\x01é\\u00a0\"");
+        assert_eq!(skiff_api::selector::go_quote("tab\there\u{1}é\u{a0}"), "\"tab\\there\\x01é\\u00a0\"");
     }
 
     #[test]

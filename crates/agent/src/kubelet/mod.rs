@@ -73,7 +73,7 @@ pub struct KubeletConfig {
 /// How often the runtime is asked again while it does not answer at startup.
 const RUNTIME_WAIT: Duration = Duration::from_secs(2);
 /// The Linux bridge pods are attached to by default (CNI).
-pub const POD_BRIDGE: &str = "skiff0";
+pub const POD_BRIDGE: &str = crate::runtime::cni::DEFAULT_BRIDGE;
 
 /// Registers the node and runs its pods until the future is dropped.
 ///

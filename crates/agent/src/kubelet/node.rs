@@ -23,14 +23,14 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
+    DaemonEndpoint, Node, NodeAddress, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use skiff_client::{Api, Client, ListParams};
 
 use crate::runtime::Runtime;
-use crate::sim::node::{parse_taint, Cidr, LABEL_ARCH, LABEL_HOSTNAME, LABEL_OS};
+use crate::sim::node::{kubelet_conditions, parse_taint, Cidr, LABEL_ARCH, LABEL_HOSTNAME, LABEL_OS};
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -347,29 +347,7 @@ pub struct StatusInputs<'a> {
 /// while their status stays what `previous` says.
 pub fn node_status(inputs: &StatusInputs<'_>, previous: Option<&NodeStatus>, now: Timestamp) -> NodeStatus {
     let ready = if inputs.runtime_up { ("True", "KubeletReady", READY_MESSAGE) } else { ("False", "KubeletNotReady", RUNTIME_DOWN_MESSAGE) };
-    let conditions = [
-        ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        ("Ready", ready.0, ready.1, ready.2),
-    ]
-    .into_iter()
-    .map(|(type_, status, reason, message)| {
-        let before = previous.and_then(|p| p.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == type_));
-        let since = match before {
-            Some(c) if c.status == status => c.last_transition_time.clone().unwrap_or(Time(now)),
-            _ => Time(now),
-        };
-        NodeCondition {
-            type_: type_.to_string(),
-            status: status.to_string(),
-            reason: Some(reason.to_string()),
-            message: Some(message.to_string()),
-            last_heartbeat_time: Some(Time(now)),
-            last_transition_time: Some(since),
-        }
-    })
-    .collect();
+    let conditions = kubelet_conditions(ready, previous, now);
     let quantities = |m: BTreeMap<String, String>| m.into_iter().map(|(k, v)| (k, Quantity(v))).collect::<BTreeMap<_, _>>();
     let f = inputs.facts;
     NodeStatus {
@@ -814,6 +792,8 @@ impl<'a> Heartbeat<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::NodeCondition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use crate::runtime::{
         ContainerConfig, ContainerStatus, ExecOutput, ImageInfo, RegistryAuth, Result as RuntimeResult, RuntimeError, SandboxConfig, SandboxStatus,
         Stream, StreamRequest,

@@ -318,29 +318,7 @@ impl NodeTemplate {
     /// The status a healthy kubelet reports. Conditions keep their lastTransitionTime
     /// while their status stays what `previous` says.
     pub fn status(&self, name: &str, cidr: &Cidr, previous: Option<&NodeStatus>, now: Timestamp) -> NodeStatus {
-        let conditions = [
-            ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-        ]
-        .into_iter()
-        .map(|(type_, status, reason, message)| {
-            let before = previous.and_then(|p| p.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == type_));
-            let since = match before {
-                Some(c) if c.status == status => c.last_transition_time.clone().unwrap_or(Time(now)),
-                _ => Time(now),
-            };
-            NodeCondition {
-                type_: type_.to_string(),
-                status: status.to_string(),
-                reason: Some(reason.to_string()),
-                message: Some(message.to_string()),
-                last_heartbeat_time: Some(Time(now)),
-                last_transition_time: Some(since),
-            }
-        })
-        .collect();
+        let conditions = kubelet_conditions(("True", "KubeletReady", "kubelet is posting ready status"), previous, now);
         NodeStatus {
             capacity: Some(self.capacity.clone()),
             allocatable: Some(self.capacity.clone()),
@@ -395,6 +373,36 @@ pub fn stable_hex(seed: &str, salt: u64, len: usize) -> String {
 
 fn uuid_like(hex: &str) -> String {
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+
+/// The four conditions a kubelet reports, with `ready` as (status, reason,
+/// message) of Ready and no pressure. A condition keeps its lastTransitionTime
+/// while its status stays what `previous` says.
+pub fn kubelet_conditions(ready: (&str, &str, &str), previous: Option<&NodeStatus>, now: Timestamp) -> Vec<NodeCondition> {
+    [
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        ("Ready", ready.0, ready.1, ready.2),
+    ]
+    .into_iter()
+    .map(|(type_, status, reason, message)| {
+        let before = previous.and_then(|p| p.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == type_));
+        let since = match before {
+            Some(c) if c.status == status => c.last_transition_time.clone().unwrap_or(Time(now)),
+            _ => Time(now),
+        };
+        NodeCondition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: Some(reason.to_string()),
+            message: Some(message.to_string()),
+            last_heartbeat_time: Some(Time(now)),
+            last_transition_time: Some(since),
+        }
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -314,12 +314,14 @@ fn recreate_removes_old_pods_before_new_ones_start() {
         let pods = live_pods(&s, "app=batch");
         pods.len() == 3 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:2")
     });
-    // No new pod appeared while an old one still existed.
+    // No new pod appeared while an old one was still running. As upstream's
+    // Recreate, an old pod that has reached a terminal phase no longer counts,
+    // even before it is deleted.
     let events = watch.events();
     let mut old_alive: HashMap<String, bool> = HashMap::new();
     for e in &events {
         if e.image == "nginx:1" {
-            if e.kind == "DELETED" {
+            if e.kind == "DELETED" || e.phase == "Succeeded" || e.phase == "Failed" {
                 old_alive.remove(&e.uid);
             } else {
                 old_alive.insert(e.uid.clone(), true);

@@ -29,7 +29,7 @@ import sys
 # Go package directory (repository, path) -> OpenAPI definition prefix.
 API_PACKAGES = ["core/v1", "apps/v1", "batch/v1", "discovery/v1", "coordination/v1",
                 "events/v1", "node/v1", "autoscaling/v1", "policy/v1", "scheduling/v1",
-                "storage/v1", "authentication/v1"]
+                "storage/v1", "authentication/v1", "networking/v1"]
 APIMACHINERY_PACKAGES = ["pkg/apis/meta/v1", "pkg/runtime", "pkg/util/intstr", "pkg/api/resource",
                          "pkg/types"]
 

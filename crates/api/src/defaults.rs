@@ -2,7 +2,7 @@
 //!
 //! [`apply_defaults`] fills in what kube-apiserver 1.33 fills in when it decodes a v1
 //! object: the hand-written `SetDefaults_*` functions of `pkg/apis/{core,apps,batch,
-//! discovery}/v1/defaults.go`, the declarative defaults, and the generated
+//! discovery,networking}/v1/defaults.go`, the declarative defaults, and the generated
 //! `zz_generated.defaults.go` walk that applies them to nested types (so every pod
 //! template gets the pod spec defaults). It also does the few normalisations upstream
 //! performs while converting or preparing a create, which users see in the stored
@@ -48,6 +48,8 @@ pub fn apply_defaults(res: &ResourceInfo, obj: &mut Value) {
         ("batch", "Job") => job(obj),
         ("batch", "CronJob") => cron_job(obj),
         ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(obj),
+        ("networking.k8s.io", "NetworkPolicy") => network_policy(obj),
+        ("networking.k8s.io", "IngressClass") => ingress_class(obj),
         ("policy", "PodDisruptionBudget") => pod_disruption_budget(obj),
         ("scheduling.k8s.io", "PriorityClass") => priority_class(obj),
         ("storage.k8s.io", "StorageClass") => storage_class(obj),
@@ -565,6 +567,32 @@ fn priority_class(obj: &mut Value) {
     or_set(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
 }
 
+// === networking.k8s.io/v1 ===
+
+/// `SetDefaults_NetworkPolicy` and `SetDefaults_NetworkPolicyPort`. A policy that
+/// names no `policyTypes` isolates ingress, and egress too once it has egress
+/// rules; ports without a protocol are TCP. `podSelector` is a non-pointer struct
+/// upstream, so the stored object always has one (`{}` selects every pod).
+fn network_policy(obj: &mut Value) {
+    let spec = child(obj, "spec");
+    or_set(spec, "podSelector", json!({}));
+    if spec.get("policyTypes").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        let has_egress = spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty());
+        spec["policyTypes"] = if has_egress { json!(["Ingress", "Egress"]) } else { json!(["Ingress"]) };
+    }
+    for rules in ["ingress", "egress"] {
+        each(spec, rules, |rule| each(rule, "ports", |p| or_set(p, "protocol", json!("TCP"))));
+    }
+}
+
+/// `SetDefaults_IngressClass`: a parameters reference is cluster-scoped unless it
+/// says otherwise.
+fn ingress_class(obj: &mut Value) {
+    if let Some(params) = existing(child(obj, "spec"), "parameters") {
+        or_set(params, "scope", json!("Cluster"));
+    }
+}
+
 // === storage.k8s.io/v1 ===
 
 /// `SetDefaults_StorageClass`: volumes are deleted with their claims and bound as
@@ -1001,6 +1029,37 @@ mod tests {
         assert_eq!((pc["value"].clone(), pc["preemptionPolicy"].clone()), (json!(0), json!("PreemptLowerPriority")));
         let never = defaulted("scheduling.k8s.io", "PriorityClass", json!({"value": 5, "preemptionPolicy": "Never"}));
         assert_eq!((never["value"].clone(), never["preemptionPolicy"].clone()), (json!(5), json!("Never")));
+    }
+
+    #[test]
+    fn network_policies_isolate_ingress_and_egress_only_when_they_have_egress_rules() {
+        let bare = defaulted("networking.k8s.io", "NetworkPolicy", json!({"metadata": {"name": "deny"}}));
+        assert_eq!(bare["spec"], json!({"podSelector": {}, "policyTypes": ["Ingress"]}));
+        let egress = defaulted("networking.k8s.io", "NetworkPolicy", json!({"spec": {"podSelector": {}, "egress": [{}]}}));
+        assert_eq!(egress["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        let empty_egress = defaulted("networking.k8s.io", "NetworkPolicy", json!({"spec": {"egress": []}}));
+        assert_eq!(empty_egress["spec"]["policyTypes"], json!(["Ingress"]));
+        let only_egress = defaulted("networking.k8s.io", "NetworkPolicy", json!({"spec": {"policyTypes": ["Egress"], "ingress": [{}]}}));
+        assert_eq!(only_egress["spec"]["policyTypes"], json!(["Egress"]), "what the user chose is kept");
+    }
+
+    #[test]
+    fn network_policy_ports_are_tcp_unless_they_say_otherwise() {
+        let np = defaulted(
+            "networking.k8s.io",
+            "NetworkPolicy",
+            json!({"spec": {"ingress": [{"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}], "egress": [{"ports": [{}]}]}}),
+        );
+        assert_eq!(np["spec"]["ingress"][0]["ports"], json!([{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]));
+        assert_eq!(np["spec"]["egress"][0]["ports"], json!([{"protocol": "TCP"}]));
+    }
+
+    #[test]
+    fn ingress_class_parameters_are_cluster_scoped_by_default() {
+        let ic = defaulted("networking.k8s.io", "IngressClass", json!({"spec": {"controller": "skiff.io/gateway", "parameters": {"kind": "Config", "name": "c"}}}));
+        assert_eq!(ic["spec"]["parameters"]["scope"], "Cluster");
+        let none = defaulted("networking.k8s.io", "IngressClass", json!({"spec": {"controller": "skiff.io/gateway"}}));
+        assert!(none["spec"].get("parameters").is_none());
     }
 
     #[test]

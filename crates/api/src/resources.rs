@@ -182,6 +182,10 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("events.k8s.io", "v1", "Event", "events", "event", true, short = ["ev"], cats = [], subs = [], def = "io.k8s.api.events.v1.Event", generation = false),
     // node.k8s.io/v1
     res!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", false, short = [], cats = [], subs = [], def = "io.k8s.api.node.v1.RuntimeClass", generation = false),
+    // networking.k8s.io/v1
+    res!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, short = ["ing"], cats = [], subs = [Status], def = "io.k8s.api.networking.v1.Ingress", generation = true),
+    res!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, short = [], cats = [], subs = [], def = "io.k8s.api.networking.v1.IngressClass", generation = true),
+    res!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, short = ["netpol"], cats = [], subs = [], def = "io.k8s.api.networking.v1.NetworkPolicy", generation = true),
     // policy/v1
     res!("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, short = ["pdb"], cats = [], subs = [Status], def = "io.k8s.api.policy.v1.PodDisruptionBudget", generation = true),
     // scheduling.k8s.io/v1
@@ -245,7 +249,7 @@ mod tests {
     #[test]
     fn cluster_scoped_kinds_are_the_upstream_ones() {
         let cluster: Vec<_> = RESOURCES.iter().filter(|r| !r.namespaced).map(|r| r.kind).collect();
-        assert_eq!(cluster, ["Namespace", "Node", "PersistentVolume", "RuntimeClass", "PriorityClass", "StorageClass"]);
+        assert_eq!(cluster, ["Namespace", "Node", "PersistentVolume", "RuntimeClass", "IngressClass", "PriorityClass", "StorageClass"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, node, policy, scheduling};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking, node, policy, scheduling};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 use serde_json::Value;
 
@@ -41,6 +41,7 @@ fn build() -> Schemas {
         coordination::v1::Lease,
         events::v1::Event,
         node::v1::RuntimeClass,
+        networking::v1::Ingress, networking::v1::IngressClass, networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
         scheduling::v1::PriorityClass,
         k8s_openapi::api::storage::v1::StorageClass,

@@ -22,11 +22,7 @@ pub fn claim_has_class(claim: &Value) -> bool {
 /// `GetDefaultClass`: of the classes marked default, the newest; classes created in
 /// the same instant are taken by name.
 pub fn default_class(classes: &[Value]) -> Option<&Value> {
-    let created = |c: &Value| {
-        c.pointer("/metadata/creationTimestamp").and_then(Value::as_str).and_then(|t| t.parse::<jiff::Timestamp>().ok()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-    };
-    let name = |c: &Value| c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-    classes.iter().filter(|c| is_default_class(c)).min_by(|a, b| created(b).cmp(&created(a)).then_with(|| name(a).cmp(&name(b))))
+    super::newest_default(classes, is_default_class)
 }
 
 /// Admits a new claim: names the default class in `spec.storageClassName` when the

@@ -14,6 +14,7 @@
 //!   when a create would exceed one.
 //! - [`eviction`]: the disruption-budget check of `pods/eviction`.
 //! - [`default_storage_class`]: the default StorageClass of claims that name none.
+//! - [`default_ingress_class`]: the default IngressClass of Ingresses that name none.
 //! - [`storage_protection`]: the finalizers that keep claims and volumes in use.
 //! - [`default_service_account`]: the ServiceAccount plugin's defaulting.
 //! - [`default_toleration_seconds`]: how long pods stay on unready or unreachable nodes.
@@ -22,12 +23,25 @@ use serde_json::{json, Value};
 
 use crate::{ResourceInfo, StatusError};
 
+pub mod default_ingress_class;
 pub mod default_storage_class;
 pub mod eviction;
 pub mod limit_range;
 pub mod priority;
 pub mod quota;
 pub mod storage_protection;
+
+/// Of the classes that `is_default` marks as the default, the newest; classes
+/// created in the same instant are taken by name. Upstream's DefaultStorageClass and
+/// DefaultIngressClass plugins both settle several defaults this way rather than
+/// refusing the write.
+fn newest_default(classes: &[Value], is_default: impl Fn(&Value) -> bool) -> Option<&Value> {
+    let created = |c: &Value| {
+        c.pointer("/metadata/creationTimestamp").and_then(Value::as_str).and_then(|t| t.parse::<jiff::Timestamp>().ok()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    };
+    let name = |c: &Value| c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    classes.iter().filter(|c| is_default(c)).min_by(|a, b| created(b).cmp(&created(a)).then_with(|| name(a).cmp(&name(b))))
+}
 
 /// Why an admission plugin refused a write. At the API edge it becomes a 403
 /// Forbidden: `pods "web" is forbidden: <reason>` (see [`Denied::into_status`]).

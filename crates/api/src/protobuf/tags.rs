@@ -123,6 +123,12 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
     ("io.k8s.api.authentication.v1.BoundObjectReference", &[
         OmitZero(1, "kind"), OmitZero(2, "apiVersion"), OmitZero(3, "name"), OmitZero(4, "uid"),
     ]),
+    ("io.k8s.api.authentication.v1.SelfSubjectReview", &[
+        Keep(1, "metadata"), Keep(2, "status"),
+    ]),
+    ("io.k8s.api.authentication.v1.SelfSubjectReviewStatus", &[
+        Keep(1, "userInfo"),
+    ]),
     ("io.k8s.api.authentication.v1.TokenRequest", &[
         Keep(1, "metadata"), Keep(2, "spec"), Keep(3, "status"),
     ]),
@@ -131,6 +137,18 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
     ]),
     ("io.k8s.api.authentication.v1.TokenRequestStatus", &[
         Keep(1, "token"), Keep(2, "expirationTimestamp"),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenReview", &[
+        Keep(1, "metadata"), Keep(2, "spec"), Keep(3, "status"),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenReviewSpec", &[
+        OmitZero(1, "token"), Keep(2, "audiences"),
+    ]),
+    ("io.k8s.api.authentication.v1.TokenReviewStatus", &[
+        OmitZero(1, "authenticated"), Keep(2, "user"), Keep(4, "audiences"), OmitZero(3, "error"),
+    ]),
+    ("io.k8s.api.authentication.v1.UserInfo", &[
+        OmitZero(1, "username"), OmitZero(2, "uid"), Keep(3, "groups"), Keep(4, "extra"),
     ]),
     ("io.k8s.api.autoscaling.v1.ContainerResourceMetricSource", &[
         Keep(1, "name"), Keep(2, "targetAverageUtilization"), Keep(3, "targetAverageValue"),
@@ -1162,6 +1180,113 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
     ]),
     ("io.k8s.api.events.v1.EventSeries", &[
         Keep(1, "count"), Keep(2, "lastObservedTime"),
+    ]),
+    ("io.k8s.api.networking.v1.HTTPIngressPath", &[
+        OmitZero(1, "path"), Keep(3, "pathType"), Keep(2, "backend"),
+    ]),
+    ("io.k8s.api.networking.v1.HTTPIngressRuleValue", &[
+        Keep(1, "paths"),
+    ]),
+    ("io.k8s.api.networking.v1.IPAddress", &[
+        Keep(1, "metadata"), Keep(2, "spec"),
+    ]),
+    ("io.k8s.api.networking.v1.IPAddressList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.networking.v1.IPAddressSpec", &[
+        Keep(1, "parentRef"),
+    ]),
+    ("io.k8s.api.networking.v1.IPBlock", &[
+        Keep(1, "cidr"), Keep(2, "except"),
+    ]),
+    ("io.k8s.api.networking.v1.Ingress", &[
+        Keep(1, "metadata"), Keep(2, "spec"), Keep(3, "status"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressBackend", &[
+        Keep(4, "service"), Keep(3, "resource"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressClass", &[
+        Keep(1, "metadata"), Keep(2, "spec"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressClassList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressClassParametersReference", &[
+        Keep(1, "apiGroup"), Keep(2, "kind"), Keep(3, "name"), Keep(4, "scope"),
+        Keep(5, "namespace"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressClassSpec", &[
+        OmitZero(1, "controller"), Keep(2, "parameters"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressLoadBalancerIngress", &[
+        OmitZero(1, "ip"), OmitZero(2, "hostname"), Keep(4, "ports"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressLoadBalancerStatus", &[
+        Keep(1, "ingress"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressPortStatus", &[
+        Keep(1, "port"), Keep(2, "protocol"), Keep(3, "error"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressRule", &[
+        OmitZero(1, "host"), Inline(2, "io.k8s.api.networking.v1.IngressRuleValue"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressRuleValue", &[
+        Keep(1, "http"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressServiceBackend", &[
+        Keep(1, "name"), Keep(2, "port"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressSpec", &[
+        Keep(4, "ingressClassName"), Keep(1, "defaultBackend"), Keep(2, "tls"), Keep(3, "rules"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressStatus", &[
+        Keep(1, "loadBalancer"),
+    ]),
+    ("io.k8s.api.networking.v1.IngressTLS", &[
+        Keep(1, "hosts"), OmitZero(2, "secretName"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicy", &[
+        Keep(1, "metadata"), Keep(2, "spec"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyEgressRule", &[
+        Keep(1, "ports"), Keep(2, "to"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyIngressRule", &[
+        Keep(1, "ports"), Keep(2, "from"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyPeer", &[
+        Keep(1, "podSelector"), Keep(2, "namespaceSelector"), Keep(3, "ipBlock"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicyPort", &[
+        Keep(1, "protocol"), Keep(2, "port"), Keep(3, "endPort"),
+    ]),
+    ("io.k8s.api.networking.v1.NetworkPolicySpec", &[
+        Keep(1, "podSelector"), Keep(2, "ingress"), Keep(3, "egress"), Keep(4, "policyTypes"),
+    ]),
+    ("io.k8s.api.networking.v1.ParentReference", &[
+        OmitZero(1, "group"), OmitZero(2, "resource"), OmitZero(3, "namespace"),
+        OmitZero(4, "name"),
+    ]),
+    ("io.k8s.api.networking.v1.ServiceBackendPort", &[
+        OmitZero(1, "name"), OmitZero(2, "number"),
+    ]),
+    ("io.k8s.api.networking.v1.ServiceCIDR", &[
+        Keep(1, "metadata"), Keep(2, "spec"), Keep(3, "status"),
+    ]),
+    ("io.k8s.api.networking.v1.ServiceCIDRList", &[
+        Keep(1, "metadata"), Keep(2, "items"),
+    ]),
+    ("io.k8s.api.networking.v1.ServiceCIDRSpec", &[
+        Keep(1, "cidrs"),
+    ]),
+    ("io.k8s.api.networking.v1.ServiceCIDRStatus", &[
+        Keep(1, "conditions"),
     ]),
     ("io.k8s.api.node.v1.Overhead", &[
         Keep(1, "podFixed"),

@@ -13,12 +13,14 @@
 //! - [`workloads`]: `apps/v1` and `batch/v1`.
 //! - [`cluster`]: EndpointSlices, Leases, RuntimeClasses, PodDisruptionBudgets,
 //!   PriorityClasses and StorageClasses.
+//! - [`networking`]: Ingresses, IngressClasses and NetworkPolicies.
 //!
 //! Cells are computed from the JSON as stored and never panic: a missing field
 //! prints as upstream prints the zero value of the Go type.
 
 mod cluster;
 mod core;
+mod networking;
 mod workloads;
 
 use std::time::Duration;
@@ -91,6 +93,9 @@ fn printer(res: &ResourceInfo) -> Printer {
         ("batch", "CronJob") => p(workloads::cron_job_columns, workloads::cron_job_cells),
         ("discovery.k8s.io", "EndpointSlice") => p(cluster::endpoint_slice_columns, cluster::endpoint_slice_cells),
         ("coordination.k8s.io", "Lease") => p(cluster::lease_columns, cluster::lease_cells),
+        ("networking.k8s.io", "Ingress") => p(networking::ingress_columns, networking::ingress_cells),
+        ("networking.k8s.io", "IngressClass") => p(networking::ingress_class_columns, networking::ingress_class_cells),
+        ("networking.k8s.io", "NetworkPolicy") => p(networking::network_policy_columns, networking::network_policy_cells),
         ("node.k8s.io", "RuntimeClass") => p(cluster::runtime_class_columns, cluster::runtime_class_cells),
         ("policy", "PodDisruptionBudget") => p(cluster::pod_disruption_budget_columns, cluster::pod_disruption_budget_cells),
         ("scheduling.k8s.io", "PriorityClass") => p(cluster::priority_class_columns, cluster::priority_class_cells),

@@ -465,3 +465,54 @@ fn storage_classes_mark_the_default_and_print_unset_policies_as_their_defaults()
     assert_eq!((cell(&bare, "Name"), cell(&bare, "ReclaimPolicy"), cell(&bare, "VolumeBindingMode")), (json!("slow"), json!("Delete"), json!("Immediate")));
     assert_eq!(cell(&bare, "AllowVolumeExpansion"), true);
 }
+
+#[test]
+fn ingresses_print_class_hosts_address_and_ports() {
+    let ing = row(
+        "networking.k8s.io",
+        "ingresses",
+        json!({
+            "metadata": {"name": "web", "creationTimestamp": "2024-05-01T11:59:00Z"},
+            "spec": {"ingressClassName": "skiff", "rules": [{"host": "a.example.com"}, {"http": {}}, {"host": "b.example.com"}], "tls": [{"hosts": ["a.example.com"]}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.2"}, {"hostname": "lb.example.com"}, {"ip": "10.0.0.1", "hostname": "ignored"}, {"ip": "10.0.0.2"}]}},
+        }),
+    );
+    assert_eq!(ing.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["Name", "Class", "Hosts", "Address", "Ports", "Age"]);
+    assert_eq!(cell(&ing, "Class"), "skiff");
+    assert_eq!(cell(&ing, "Hosts"), "a.example.com,b.example.com");
+    assert_eq!(cell(&ing, "Address"), "10.0.0.1,10.0.0.2,lb.example.com");
+    assert_eq!(cell(&ing, "Ports"), "80, 443");
+    assert_eq!(cell(&ing, "Age"), "60s");
+    let bare = row("networking.k8s.io", "ingresses", json!({"spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}}));
+    assert_eq!((cell(&bare, "Class"), cell(&bare, "Hosts"), cell(&bare, "Address"), cell(&bare, "Ports")), (json!("<none>"), json!("*"), json!(""), json!("80")));
+}
+
+#[test]
+fn ingress_hosts_beyond_three_are_counted_by_rule() {
+    let rules: Vec<Value> = ["a", "b", "c", "d", ""].iter().map(|h| json!({"host": h})).collect();
+    let ing = row("networking.k8s.io", "ingresses", json!({"spec": {"rules": rules}}));
+    assert_eq!(cell(&ing, "Hosts"), "a,b,c + 2 more...");
+}
+
+#[test]
+fn ingress_classes_print_controller_and_parameters() {
+    let ic = row(
+        "networking.k8s.io",
+        "ingressclasses",
+        json!({"spec": {"controller": "skiff.io/gateway", "parameters": {"apiGroup": "skiff.io", "kind": "GatewayConfig", "name": "default"}}}),
+    );
+    assert_eq!(ic.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["Name", "Controller", "Parameters", "Age"]);
+    assert_eq!((cell(&ic, "Controller"), cell(&ic, "Parameters")), (json!("skiff.io/gateway"), json!("GatewayConfig.skiff.io/default")));
+    let core = row("networking.k8s.io", "ingressclasses", json!({"spec": {"controller": "k8s.io/ingress-nginx", "parameters": {"kind": "ConfigMap", "name": "nginx"}}}));
+    assert_eq!(cell(&core, "Parameters"), "ConfigMap/nginx");
+    assert_eq!(cell(&row("networking.k8s.io", "ingressclasses", json!({"spec": {}})), "Parameters"), "<none>");
+}
+
+#[test]
+fn network_policies_print_their_pod_selector() {
+    let np = row("networking.k8s.io", "networkpolicies", json!({"spec": {"podSelector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}]}}}));
+    assert_eq!(np.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["Name", "Pod-Selector", "Age"]);
+    assert_eq!(cell(&np, "Pod-Selector"), "app=web,tier notin (db)");
+    assert_eq!(cell(&row("networking.k8s.io", "networkpolicies", json!({"spec": {"podSelector": {}}})), "Pod-Selector"), "<none>");
+    assert_eq!(cell(&row("networking.k8s.io", "networkpolicies", json!({})), "Pod-Selector"), "<none>");
+}

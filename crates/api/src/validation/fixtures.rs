@@ -175,6 +175,31 @@ pub(crate) fn fixture(res: &ResourceInfo) -> Value {
             json!({"metadata": meta("gvisor", None), "handler": "runsc", "overhead": {"podFixed": {"cpu": "100m", "memory": "20Mi"}},
             "scheduling": {"nodeSelector": {"runtime": "gvisor"}, "tolerations": [{"key": "runtime", "operator": "Equal", "value": "gvisor", "effect": "NoSchedule"}]}})
         }
+        ("networking.k8s.io", "Ingress") => json!({"metadata": meta("web", ns), "spec": {
+            "ingressClassName": "skiff",
+            "defaultBackend": {"service": {"name": "fallback", "port": {"name": "http"}}},
+            "tls": [{"hosts": ["example.com", "*.example.com"], "secretName": "web-tls"}],
+            "rules": [
+                {"host": "example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+                    {"path": "/api/v1", "pathType": "Exact", "backend": {"service": {"name": "api", "port": {"name": "http"}}}},
+                    {"pathType": "ImplementationSpecific", "backend": {"resource": {"apiGroup": "example.com", "kind": "Bucket", "name": "assets"}}}
+                ]}},
+                {"host": "*.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 8080}}}}]}}
+            ]
+        }}),
+        ("networking.k8s.io", "IngressClass") => json!({"metadata": meta("skiff", None), "spec": {
+            "controller": "skiff.io/gateway", "parameters": {"apiGroup": "skiff.io", "kind": "GatewayConfig", "name": "default", "scope": "Namespace", "namespace": "kube-system"}
+        }}),
+        ("networking.k8s.io", "NetworkPolicy") => json!({"metadata": meta("web", ns), "spec": {
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"from": [
+                {"podSelector": {"matchLabels": {"role": "frontend"}}, "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["a"]}]}},
+                {"ipBlock": {"cidr": "172.17.0.0/16", "except": ["172.17.1.0/24"]}}
+            ], "ports": [{"protocol": "TCP", "port": 8080}, {"port": "metrics"}, {"protocol": "UDP", "port": 30000, "endPort": 32767}]}],
+            "egress": [{"to": [{"namespaceSelector": {}}], "ports": [{"protocol": "UDP", "port": 53}]}],
+            "policyTypes": ["Ingress", "Egress"]
+        }}),
         ("policy", "PodDisruptionBudget") => json!({"metadata": meta("web", ns), "spec": {
             "minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}, "unhealthyPodEvictionPolicy": "AlwaysAllow"
         }}),

@@ -12,9 +12,9 @@
 //!
 //! A tour of the private modules: `field` (paths, cause helpers, Go-style value
 //! rendering), `names` (string formats), `meta` (metadata and label selectors), `pod`
-//! (pods and pod templates), `core`, `apps`, `batch` and `other` per API group, and
-//! `cron` (CronJob schedules). [`quantity`] (resource quantities) is public, for the
-//! scheduler and kubelet-side code that compares requests.
+//! (pods and pod templates), `core`, `apps`, `batch`, `networking` and `other` per API
+//! group, and `cron` (CronJob schedules). [`quantity`] (resource quantities) is public,
+//! for the scheduler and kubelet-side code that compares requests.
 //!
 //! Upstream behaviour kept on purpose, because users meet it in messages: some paths
 //! are upstream's quirks (`spec.template.labels` for template labels, node taints
@@ -35,10 +35,12 @@ mod field;
 mod fixtures;
 mod meta;
 mod names;
+mod networking;
 mod other;
 mod pod;
 pub mod quantity;
 
+pub use networking::INGRESS_CLASS_ANNOTATION;
 pub use other::{HIGHEST_USER_DEFINABLE_PRIORITY, SYSTEM_PRIORITY_CLASSES};
 
 #[cfg(test)]
@@ -75,6 +77,9 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cau
         ("batch", "CronJob") => batch::validate_cron_job(obj, old, e),
         ("discovery.k8s.io", "EndpointSlice") => other::validate_endpoint_slice(obj, old, e),
         ("coordination.k8s.io", "Lease") => other::validate_lease(obj, old, e),
+        ("networking.k8s.io", "Ingress") => networking::validate_ingress(obj, old, e),
+        ("networking.k8s.io", "IngressClass") => networking::validate_ingress_class(obj, old, e),
+        ("networking.k8s.io", "NetworkPolicy") => networking::validate_network_policy(obj, old, e),
         ("node.k8s.io", "RuntimeClass") => other::validate_runtime_class(obj, old, e),
         ("policy", "PodDisruptionBudget") => other::validate_pod_disruption_budget(obj, old, e),
         ("scheduling.k8s.io", "PriorityClass") => other::validate_priority_class(obj, old, e),

@@ -247,10 +247,55 @@ pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
 }
 
 pub(crate) fn is_cidr(s: &str) -> bool {
-    let Some((ip, bits)) = s.split_once('/') else { return false };
-    let Some(ip) = parse_ip(ip) else { return false };
+    parse_cidr(s).is_some()
+}
+
+/// A CIDR as its network address (host bits cleared, as Go's `ParseCIDR` returns
+/// it) and prefix length.
+pub(crate) fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, bits) = s.split_once('/')?;
+    let ip = parse_ip(ip)?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
-    bits.parse::<u8>().is_ok_and(|b| b <= max) && !bits.starts_with('+')
+    if bits.starts_with('+') {
+        return None;
+    }
+    let bits = bits.parse::<u8>().ok().filter(|b| *b <= max)?;
+    let network = match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0)).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0)).into()),
+    };
+    Some((network, bits))
+}
+
+const WILDCARD_DNS1123_SUBDOMAIN_FMT: &str = "\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const WILDCARD_DNS1123_SUBDOMAIN_MSG: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character";
+
+/// `IsWildcardDNS1123Subdomain`: `*.` and then a DNS subdomain (`*.example.com`).
+pub(crate) fn wildcard_dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > DNS1123_SUBDOMAIN_MAX {
+        errs.push(max_len(DNS1123_SUBDOMAIN_MAX));
+    }
+    if !s.strip_prefix("*.").is_some_and(matches_dns1123_subdomain) {
+        errs.push(regex_error(WILDCARD_DNS1123_SUBDOMAIN_MSG, WILDCARD_DNS1123_SUBDOMAIN_FMT, &["*.example.com"]));
+    }
+    errs
+}
+
+const HTTP_PATH_FMT: &str = "[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+";
+
+/// `IsDomainPrefixedPath` (IngressClass controllers, `example.com/ingress`): each
+/// problem with the value that causes it, the host or the path part.
+pub(crate) fn domain_prefixed_path(s: &str) -> Vec<(String, String)> {
+    let Some((host, path)) = s.split_once('/').filter(|(h, p)| !h.is_empty() && !p.is_empty()) else {
+        return vec![(s.to_string(), "must be a domain-prefixed path (such as \"acme.io/foo\")".to_string())];
+    };
+    let mut errs: Vec<(String, String)> = dns1123_subdomain(host).into_iter().map(|m| (host.to_string(), m)).collect();
+    let http_path_char = |c: char| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:".contains(c);
+    if !path.chars().all(http_path_char) {
+        errs.push((path.to_string(), regex_error("Invalid path", HTTP_PATH_FMT, &[])));
+    }
+    errs
 }
 
 /// Which name format a kind's `metadata.name` must have.
@@ -354,6 +399,33 @@ mod tests {
         assert!(NameRule::PathSegment.check("Any_Name.1", false).is_empty());
         assert_eq!(path_segment(".."), vec!["may not be '..'".to_string()]);
         assert_eq!(path_segment("a/b%"), vec!["may not contain '/'".to_string(), "may not contain '%'".to_string()]);
+    }
+
+    #[test]
+    fn cidrs_parse_to_their_network() {
+        assert_eq!(parse_cidr("10.1.2.3/16"), Some(("10.1.0.0".parse().unwrap(), 16)));
+        assert_eq!(parse_cidr("0.0.0.0/0"), Some(("0.0.0.0".parse().unwrap(), 0)));
+        assert_eq!(parse_cidr("fd00::1/64"), Some(("fd00::".parse().unwrap(), 64)));
+        assert_eq!(parse_cidr("10.0.0.0/33"), None);
+        assert_eq!(parse_cidr("10.0.0.0"), None);
+        assert_eq!(parse_cidr("10.0.0.0/+8"), None);
+    }
+
+    #[test]
+    fn wildcard_subdomains_have_exactly_one_leading_star() {
+        assert!(wildcard_dns1123_subdomain("*.example.com").is_empty());
+        for bad in ["*.*.example.com", "*example.com", "a.*.com", "*"] {
+            assert_eq!(wildcard_dns1123_subdomain(bad).len(), 1, "{bad}");
+        }
+        assert!(wildcard_dns1123_subdomain("*")[0].ends_with("(e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"));
+    }
+
+    #[test]
+    fn domain_prefixed_paths_need_a_domain_and_a_path() {
+        assert!(domain_prefixed_path("k8s.io/ingress-nginx").is_empty());
+        assert_eq!(domain_prefixed_path("nginx")[0].1, "must be a domain-prefixed path (such as \"acme.io/foo\")");
+        assert_eq!(domain_prefixed_path("Acme.io/x")[0].0, "Acme.io");
+        assert_eq!(domain_prefixed_path("acme.io/a b"), vec![("a b".to_string(), "Invalid path (regex used for validation is '[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')".to_string())]);
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! What every controller shares: the client, one informer per kind, and event
-//! recorders.
+//! What every controller shares: the client, one informer per kind, event
+//! recorders, and the cluster-wide settings in [`ControllersConfig`].
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -8,6 +11,37 @@ use k8s_openapi::api::core::v1::{Endpoints, LimitRange, Namespace, Node, Persist
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use skiff_client::{Api, Client, EventRecorder, Informer, ListParams};
+
+use crate::servicelb::AddressPool;
+
+/// Cluster-wide settings of the controllers, from `skiff server`'s flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllersConfig {
+    /// Where Nodes' pod CIDRs come from (`--cluster-cidr`); `None` turns node
+    /// IPAM off, and Nodes must bring their own.
+    pub cluster_cidr: Option<(Ipv4Addr, u8)>,
+    /// The prefix length of each Node's pod CIDR (`--node-cidr-mask-size`).
+    pub node_cidr_mask: u8,
+    /// The service CIDR (`--service-cidr`): pod CIDRs never overlap it.
+    pub service_cidr: Option<(Ipv4Addr, u8)>,
+    /// Addresses for LoadBalancer Services (`--lb-pool`); `None` gives them the
+    /// addresses of the Ready nodes instead.
+    pub lb_pool: Option<AddressPool>,
+}
+
+impl Default for ControllersConfig {
+    /// The cluster's defaults: pod CIDRs are /24s of 10.244.0.0/16, clear of the
+    /// service CIDR 10.96.0.0/12; no LoadBalancer pool.
+    fn default() -> Self {
+        let cluster = crate::nodeipam::DEFAULT_CLUSTER_CIDR;
+        ControllersConfig {
+            cluster_cidr: Some((cluster.base, cluster.prefix)),
+            node_cidr_mask: crate::nodeipam::DEFAULT_NODE_CIDR_MASK,
+            service_cidr: Some((Ipv4Addr::new(10, 96, 0, 0), 12)),
+            lb_pool: None,
+        }
+    }
+}
 
 /// Shared state of the controllers. Cheap to clone.
 #[derive(Clone)]
@@ -33,10 +67,16 @@ pub struct Context {
     pub limit_ranges: Informer<LimitRange>,
     /// Node heartbeats (kube-node-lease).
     pub node_leases: Informer<Lease>,
+    pub config: Arc<ControllersConfig>,
 }
 
 impl Context {
+    /// A context with the default [`ControllersConfig`].
     pub fn new(client: Client) -> Context {
+        Context::with_config(client, ControllersConfig::default())
+    }
+
+    pub fn with_config(client: Client, config: ControllersConfig) -> Context {
         fn all<K>(client: &Client) -> Informer<K>
         where
             K: k8s_openapi::Resource
@@ -70,6 +110,7 @@ impl Context {
             resource_quotas: all(&client),
             limit_ranges: all(&client),
             node_leases: Informer::new(Api::namespaced(&client, "kube-node-lease"), ListParams::default()),
+            config: Arc::new(config),
             client,
         }
     }

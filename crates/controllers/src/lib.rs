@@ -3,8 +3,12 @@
 //! stores, compares desired with actual state, and writes the difference back.
 //!
 //! Every controller is a module with `pub async fn run(ctx: Context)`. [`Context`]
-//! holds the API client and the shared informers (one list+watch per kind for all
-//! controllers); `run` below starts them all.
+//! holds the API client, the shared informers (one list+watch per kind for all
+//! controllers) and the cluster-wide settings ([`ControllersConfig`]); `run` below
+//! starts them all.
+//!
+//! Networking: [`nodeipam`] gives Nodes their pod CIDRs and [`servicelb`] gives
+//! LoadBalancer Services their addresses.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -16,21 +20,23 @@ pub mod disruption;
 pub mod endpoints;
 pub mod history;
 pub mod job;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 pub mod volume;
 
-pub use context::Context;
+pub use context::{Context, ControllersConfig};
 
 use skiff_client::Client;
 
 /// Runs every controller until the future is dropped.
-pub async fn run(client: Client) {
-    let ctx = Context::new(client);
+pub async fn run(client: Client, config: ControllersConfig) {
+    let ctx = Context::with_config(client, config);
     let informers = ctx.clone().run_informers();
     tokio::join!(
         informers,
@@ -46,5 +52,7 @@ pub async fn run(client: Client) {
         endpoints::run(ctx.clone()),
         resourcequota::run(ctx.clone()),
         volume::run(ctx.clone()),
+        nodeipam::run(ctx.clone()),
+        servicelb::run(ctx.clone()),
     );
 }

@@ -891,7 +891,7 @@ async fn start_server(env: &mut Env) -> anyhow::Result<Client> {
     let ca_pem = read(&dir.join("pki/ca.crt"))?;
     let admin = client(&server, &read(&dir.join("pki/admin.token"))?, &ca_pem)?;
     env.control_plane.spawn(skiff_scheduler::run(admin.clone(), skiff_scheduler::SchedulerConfig::default()));
-    env.control_plane.spawn(skiff_controllers::run(admin.clone()));
+    env.control_plane.spawn(skiff_controllers::run(admin.clone(), skiff_controllers::ControllersConfig::default()));
     env.server = Some(server);
     env.admin = Some(admin.clone());
     Ok(admin)

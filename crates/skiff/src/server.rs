@@ -10,6 +10,9 @@ use clap::Args;
 use skiff_apiserver::{Config, Server, Settings};
 use skiff_client::leader::{LeaderElector, LeaseTiming};
 use skiff_client::{Client, ClientConfig};
+use skiff_controllers::nodeipam::{Cidr, CidrSet};
+use skiff_controllers::servicelb::AddressPool;
+use skiff_controllers::ControllersConfig;
 use skiff_store::etcd::EtcdTls;
 use skiff_store::{EtcdConfig, EtcdStore, SqliteStore};
 
@@ -31,6 +34,18 @@ pub struct ServerArgs {
     /// Service cluster IP range (IPv4 CIDR).
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cidr: String,
+    /// Pod IP range of the cluster (IPv4 CIDR): each node without a pod CIDR gets
+    /// the lowest free block of it. IPv4 only.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR, cut from --cluster-cidr.
+    #[arg(long, default_value_t = skiff_controllers::nodeipam::DEFAULT_NODE_CIDR_MASK)]
+    pub node_cidr_mask_size: u8,
+    /// Addresses for LoadBalancer Services: an IPv4 CIDR (`192.168.1.240/28`) or a
+    /// range (`192.168.1.240-192.168.1.250`). Without it, LoadBalancer Services get
+    /// the addresses of the Ready nodes.
+    #[arg(long, value_name = "CIDR|RANGE")]
+    pub lb_pool: Option<String>,
     /// Recent events each resource's watch cache keeps, so watchers can resume from
     /// an older resourceVersion (older ones get 410 Gone and relist).
     #[arg(long, default_value_t = 10_000)]
@@ -96,6 +111,25 @@ pub fn parse_cidr(s: &str) -> anyhow::Result<(std::net::Ipv4Addr, u8)> {
     Ok((ip, bits))
 }
 
+/// The controllers' settings from the networking flags.
+pub fn controllers_config(args: &ServerArgs, service_cidr: (std::net::Ipv4Addr, u8)) -> anyhow::Result<ControllersConfig> {
+    let cluster: Cidr = args.cluster_cidr.parse().map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+    CidrSet::new(cluster, args.node_cidr_mask_size).map_err(|e| anyhow::anyhow!("--node-cidr-mask-size: {e}"))?;
+    if cluster.overlaps(&Cidr::from(service_cidr)) {
+        eprintln!("  warning: --cluster-cidr {cluster} overlaps --service-cidr {}/{}; pod CIDRs skip the overlap", service_cidr.0, service_cidr.1);
+    }
+    let lb_pool = match &args.lb_pool {
+        Some(pool) => Some(pool.parse::<AddressPool>().map_err(|e| anyhow::anyhow!("--lb-pool: {e}"))?),
+        None => None,
+    };
+    Ok(ControllersConfig {
+        cluster_cidr: Some((cluster.base, cluster.prefix)),
+        node_cidr_mask: args.node_cidr_mask_size,
+        service_cidr: Some(service_cidr),
+        lb_pool,
+    })
+}
+
 /// TLS for etcd (all optional; giving a CA switches the connection to https).
 #[derive(Args, Debug, Clone, Default)]
 pub struct EtcdTlsArgs {
@@ -145,9 +179,11 @@ pub async fn open_store(datastore: &str, data_dir: &std::path::Path, tls: &EtcdT
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let service_cidr = parse_cidr(&args.service_cidr)?;
+    let controllers_config = controllers_config(&args, service_cidr)?;
     let store = open_store(&args.datastore, &args.data_dir, &args.etcd_tls).await?;
     let settings = Settings {
-        service_cidr: parse_cidr(&args.service_cidr)?,
+        service_cidr,
         watch_history: args.watch_cache_size.max(1),
         compaction_interval: (args.compaction_interval > 0).then(|| std::time::Duration::from_secs(args.compaction_interval)),
         ..Settings::default()
@@ -183,6 +219,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         client: own_client(Duration::from_secs(30))?,
         scheduler: !args.disable.iter().any(|d| d == "scheduler"),
         controllers: !args.disable.iter().any(|d| d == "controllers"),
+        controllers_config,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut elector_task = None;
@@ -229,6 +266,7 @@ struct Components {
     client: Client,
     scheduler: bool,
     controllers: bool,
+    controllers_config: ControllersConfig,
 }
 
 impl Components {
@@ -241,7 +279,7 @@ impl Components {
             tasks.spawn(skiff_scheduler::run(self.client.clone(), skiff_scheduler::SchedulerConfig::default()));
         }
         if self.controllers {
-            tasks.spawn(skiff_controllers::run(self.client.clone()));
+            tasks.spawn(skiff_controllers::run(self.client.clone(), self.controllers_config.clone()));
         }
         while let Some(done) = tasks.join_next().await {
             if let Err(e) = done {

@@ -107,7 +107,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let admin = client(&server, read(&data_dir.join("pki/admin.token"))?, &ca_pem)?;
     let mut control_plane = tokio::task::JoinSet::new();
     control_plane.spawn(skiff_scheduler::run(admin.clone(), skiff_scheduler::SchedulerConfig::default()));
-    control_plane.spawn(skiff_controllers::run(admin.clone()));
+    control_plane.spawn(skiff_controllers::run(admin.clone(), skiff_controllers::ControllersConfig { service_cidr: crate::server::parse_cidr(&args.service_cidr).ok(), ..Default::default() }));
     ensure_process_runtime_class(&admin).await?;
     eprintln!("[2/4] API server listening on {} ({} ms)", server.url(), step.elapsed().as_millis());
     // Machine-readable line for scripts and tests.

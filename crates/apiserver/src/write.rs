@@ -30,7 +30,7 @@ fn initial_status(res: &ResourceInfo, given: Option<&Value>) -> Option<Value> {
         "Node" | "Namespace" => given.cloned(),
         "Pod" => Some(json!({"phase": "Pending"})),
         "PersistentVolume" | "PersistentVolumeClaim" => Some(json!({"phase": "Pending"})),
-        "Service" => Some(json!({"loadBalancer": {}})),
+        "Service" | "Ingress" => Some(json!({"loadBalancer": {}})),
         _ => Some(json!({})),
     }
 }

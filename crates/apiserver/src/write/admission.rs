@@ -3,9 +3,10 @@
 //!
 //! Creates go through two phases, as upstream: [`mutate_create`] (LimitRanger
 //! defaults, ServiceAccount, Priority, DefaultTolerationSeconds; DefaultStorageClass
-//! and StorageObjectInUseProtection for claims and volumes) on the decoded object before it is prepared
-//! and validated, and [`validate_create`] (LimitRanger bounds, the single global
-//! default PriorityClass, ResourceQuota last) on the object about to be stored.
+//! and StorageObjectInUseProtection for claims and volumes; DefaultIngressClass for
+//! Ingresses) on the decoded object before it is prepared and validated, and
+//! [`validate_create`] (LimitRanger bounds, the single global default PriorityClass,
+//! ResourceQuota last) on the object about to be stored.
 //! Updates only need [`validate_update`] (pods keep their priority and get the
 //! default tolerations in [`super::prepare_update`]).
 //!
@@ -50,6 +51,11 @@ pub fn mutate_create(app: &App, res: &ResourceInfo, obj: &mut Value, name: &str)
         let classes = cached(app, lookup("storage.k8s.io", "storageclasses"), None);
         admission::default_storage_class::admit_claim(obj, &classes);
         admission::storage_protection::admit_claim(obj);
+        return Ok(());
+    }
+    if res.group == "networking.k8s.io" && res.kind == "Ingress" {
+        let classes = cached(app, resources::lookup("networking.k8s.io", "v1", "ingressclasses").expect("registered"), None);
+        admission::default_ingress_class::admit_ingress(obj, &classes);
         return Ok(());
     }
     if res.group.is_empty() && res.kind == "PersistentVolume" {

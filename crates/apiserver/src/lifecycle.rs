@@ -1,6 +1,7 @@
 //! What the server keeps true by itself: the built-in namespaces, PriorityClasses,
-//! the default StorageClass and the `kubernetes` Service, namespace termination, and garbage collection by owner references
-//! (background, foreground and orphan propagation).
+//! the default StorageClass, the `kubernetes` and `kube-dns` Services, namespace
+//! termination, and garbage collection by owner references (background, foreground
+//! and orphan propagation).
 //!
 //! Both loops are level-triggered: each pass reads the caches, takes the steps the
 //! state calls for, and never assumes it saw every event.
@@ -25,8 +26,8 @@ fn res(group: &str, plural: &str) -> &'static ResourceInfo {
     resources::lookup(group, "v1", plural).expect("registered")
 }
 
-/// Creates the built-in namespaces, PriorityClasses and the `kubernetes` Service if
-/// missing; safe to run on every start, by every server.
+/// Creates the built-in namespaces, PriorityClasses and the `kubernetes` and
+/// `kube-dns` Services if missing; safe to run on every start, by every server.
 pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), StatusError> {
     let ns = res("", "namespaces");
     for name in BUILTIN_NAMESPACES {
@@ -78,6 +79,7 @@ pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), S
             Err(e) => return Err(e),
         }
     }
+    ensure_kube_dns(app).await?;
     let ep = res("", "endpoints");
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
@@ -99,8 +101,13 @@ pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), S
 
 /// Whether the `kubernetes` Service exists within a few seconds.
 async fn kubernetes_service_appears(app: &App) -> Result<bool, StatusError> {
+    service_appears(app, "default", "kubernetes").await
+}
+
+/// Whether a Service exists within a few seconds.
+async fn service_appears(app: &App, namespace: &str, name: &str) -> Result<bool, StatusError> {
     for _ in 0..20 {
-        if app.read(res("", "services"), Some("default"), "kubernetes").await?.is_some() {
+        if app.read(res("", "services"), Some(namespace), name).await?.is_some() {
             return Ok(true);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -109,8 +116,66 @@ async fn kubernetes_service_appears(app: &App) -> Result<bool, StatusError> {
 }
 
 fn first_service_ip(app: &App) -> String {
-    let base = u32::from(app.settings.service_cidr.0);
-    std::net::Ipv4Addr::from(base + 1).to_string()
+    nth_service_ip(app, 1).to_string()
+}
+
+/// The `n`th address of the service CIDR (counting its network address as 0).
+fn nth_service_ip(app: &App, n: u32) -> std::net::Ipv4Addr {
+    let (base, bits) = app.settings.service_cidr;
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+    std::net::Ipv4Addr::from((u32::from(base) & mask) + n)
+}
+
+/// The cluster DNS Service's name and namespace, as kubeadm and CoreDNS name it.
+pub const KUBE_DNS_SERVICE: &str = "kube-dns";
+pub const KUBE_DNS_NAMESPACE: &str = "kube-system";
+
+/// The cluster DNS Service: `kube-system/kube-dns` on the 10th address of the
+/// service CIDR (10.96.0.10 by default), DNS over UDP and TCP on port 53. It has
+/// no selector: each node's agent publishes an EndpointSlice for the DNS server
+/// it runs itself, and `internalTrafficPolicy: Local` keeps every pod's queries
+/// on its own node. IPv4 only.
+pub fn kube_dns_service(cluster_ip: std::net::Ipv4Addr) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": KUBE_DNS_SERVICE, "namespace": KUBE_DNS_NAMESPACE,
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"}
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": cluster_ip.to_string(),
+            "internalTrafficPolicy": "Local",
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}
+            ]
+        }
+    })
+}
+
+/// Creates the cluster DNS Service when it is missing. One that exists is left as
+/// it is, whatever a user changed in it. Its address is reserved as any
+/// Service's is; if something else holds it already, the server still starts
+/// and says so.
+async fn ensure_kube_dns(app: &App) -> Result<(), StatusError> {
+    let svc = res("", "services");
+    if app.read(svc, Some(KUBE_DNS_NAMESPACE), KUBE_DNS_SERVICE).await?.is_some() {
+        return Ok(());
+    }
+    let ip = nth_service_ip(app, 10);
+    match handlers::create_object(app, svc, kube_dns_service(ip), MANAGER, false).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        // Another server starting at the same time holds the address for its own
+        // kube-dns Service, which is about to be stored.
+        Err(e) if e.code == 422 && service_appears(app, KUBE_DNS_NAMESPACE, KUBE_DNS_SERVICE).await? => Ok(()),
+        Err(e) if e.code == 422 => {
+            tracing::warn!(address = %ip, error = %e.message, "cannot create the kube-dns Service: its address is taken; cluster DNS has no Service address");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Compacts the datastore's history every interval, to the revision seen one interval
@@ -415,4 +480,74 @@ async fn remove_finalizer(app: &App, r: &'static ResourceInfo, e: &Entry, finali
     .await
     .map(|_| ())
     .or_else(ignore_not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use skiff_store::{SqliteStore, Store};
+
+    use super::*;
+    use crate::app::{Settings, Tokens};
+
+    async fn app(settings: Settings) -> (App, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let tokens = Tokens { admin: "admin".into(), node: "node".into() };
+        let app = App::new(store, tokens, settings).await.unwrap();
+        bootstrap(&app, "127.0.0.1", 6443).await.unwrap();
+        (app, dir)
+    }
+
+    async fn kube_dns(app: &App) -> Option<Value> {
+        app.read(res("", "services"), Some(KUBE_DNS_NAMESPACE), KUBE_DNS_SERVICE).await.unwrap().map(|(v, _)| v)
+    }
+
+    #[tokio::test]
+    async fn bootstrap_creates_the_kube_dns_service_on_the_tenth_service_address() {
+        let (app, _dir) = app(Settings { compaction_interval: None, ..Settings::default() }).await;
+        let svc = kube_dns(&app).await.expect("kube-dns exists");
+        assert_eq!(svc["spec"]["clusterIP"], "10.96.0.10");
+        assert_eq!(svc["spec"]["clusterIPs"], json!(["10.96.0.10"]));
+        assert_eq!(svc["spec"]["internalTrafficPolicy"], "Local");
+        assert!(svc["spec"].get("selector").is_none_or(Value::is_null), "no selector: the agents publish its endpoints");
+        let ports: Vec<(String, i64, String, i64)> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().into(), p["port"].as_i64().unwrap(), p["protocol"].as_str().unwrap().into(), p["targetPort"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(ports, [("dns".into(), 53, "UDP".into(), 53), ("dns-tcp".into(), 53, "TCP".into(), 53)]);
+        let labels = &svc["metadata"]["labels"];
+        assert_eq!((labels["k8s-app"].as_str(), labels["kubernetes.io/name"].as_str(), labels["kubernetes.io/cluster-service"].as_str()), (Some("kube-dns"), Some("CoreDNS"), Some("true")));
+        // The address is the allocator's: a Service asking for it is refused.
+        let mut clash = kube_dns_service("10.96.0.10".parse().unwrap());
+        clash["metadata"]["name"] = json!("clash");
+        let e = handlers::create_object(&app, res("", "services"), clash, "test", false).await.unwrap_err();
+        assert_eq!(e.code, 422, "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn the_kube_dns_address_follows_the_service_cidr() {
+        let (app, _dir) = app(Settings { service_cidr: ("172.20.0.5".parse().unwrap(), 16), compaction_interval: None, ..Settings::default() }).await;
+        assert_eq!(kube_dns(&app).await.unwrap()["spec"]["clusterIP"], "172.20.0.10");
+    }
+
+    #[tokio::test]
+    async fn a_changed_kube_dns_service_is_kept_and_a_deleted_one_comes_back() {
+        let (app, _dir) = app(Settings { compaction_interval: None, ..Settings::default() }).await;
+        let services = res("", "services");
+        handlers::delete_object(&app, services, Some(KUBE_DNS_NAMESPACE), KUBE_DNS_SERVICE, &DeleteOpts::default()).await.unwrap();
+        bootstrap(&app, "127.0.0.1", 6443).await.unwrap();
+        assert!(kube_dns(&app).await.is_some(), "re-created on the next start");
+
+        handlers::delete_object(&app, services, Some(KUBE_DNS_NAMESPACE), KUBE_DNS_SERVICE, &DeleteOpts::default()).await.unwrap();
+        let mut mine = kube_dns_service("10.96.0.53".parse().unwrap());
+        mine["spec"]["ports"] = json!([{"name": "dns", "port": 5353, "protocol": "UDP", "targetPort": 5353}]);
+        handlers::create_object(&app, services, mine, "test", false).await.unwrap();
+        bootstrap(&app, "127.0.0.1", 6443).await.unwrap();
+        let svc = kube_dns(&app).await.unwrap();
+        assert_eq!((svc["spec"]["clusterIP"].as_str(), svc["spec"]["ports"][0]["port"].as_i64()), (Some("10.96.0.53"), Some(5353)));
+    }
 }

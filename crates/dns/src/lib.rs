@@ -6,14 +6,14 @@
 //! follow the Kubernetes DNS specification as CoreDNS's `kubernetes` plugin implements it
 //! (`pods insecure`, TTL 5 by default):
 //!
-//! - [`records`]: the store. Updates replace one object's entries under a short write lock, so
+//! - `records`: the store. Updates replace one object's entries under a short write lock, so
 //!   lookups see every change at once and never wait long.
-//! - [`lookup`]: what the store answers for one question: A/AAAA, SRV, CNAME for ExternalName,
+//! - `lookup`: what the store answers for one question: A/AAAA, SRV, CNAME for ExternalName,
 //!   endpoint and pod names, PTR, and NXDOMAIN versus NODATA inside the cluster domain.
-//! - [`server`]: the UDP and TCP listeners (hickory-server), EDNS, truncation, and the glue
+//! - `server`: the UDP and TCP listeners (hickory-server), EDNS, truncation, and the glue
 //!   that forwards every other name.
-//! - [`forward`]: the upstream resolvers, tried in order, answers relayed unchanged.
-//! - [`resolv_conf`]: reads the host's nameservers.
+//! - `forward`: the upstream resolvers, tried in order, answers relayed unchanged.
+//! - `resolv_conf`: reads the host's nameservers.
 //!
 //! Only IPv4 carries traffic in a Skiff cluster; IPv6 cluster IPs and endpoint addresses are
 //! answered as AAAA records when present, but nothing else here depends on them.

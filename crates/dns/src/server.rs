@@ -333,3 +333,247 @@ fn serve_failed(request: &Request) -> ResponseInfo {
     metadata.response_code = ResponseCode::ServFail;
     ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use hickory_proto::op::MessageType;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::RData;
+    use hickory_proto::serialize::binary::BinEncoder;
+    use hickory_server::net::runtime::TokioTime;
+    use hickory_server::net::NetError;
+    use hickory_server::zone_handler::MessageResponse;
+
+    use super::*;
+    use crate::forward::testing::FakeUpstream;
+    use crate::records::testing::*;
+
+    /// Collects what the handler sends, encoded without a size limit.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<Message>>>);
+
+    #[async_trait::async_trait]
+    impl ResponseHandler for Capture {
+        async fn send_response<'a>(
+            &mut self,
+            response: MessageResponse<
+                '_,
+                'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+            >,
+        ) -> Result<ResponseInfo, NetError> {
+            let mut bytes = Vec::new();
+            let info = response.destructive_emit(&mut BinEncoder::new(&mut bytes))?;
+            self.0.lock().unwrap().push(Message::from_vec(&bytes)?);
+            Ok(info)
+        }
+    }
+
+    struct Harness {
+        handler: Handler,
+        records: Records,
+        upstream: Arc<FakeUpstream>,
+    }
+
+    impl Harness {
+        fn new(upstream: FakeUpstream) -> Harness {
+            let records = Records::new("cluster.local");
+            let upstream = Arc::new(upstream);
+            let handler = Handler { records: records.clone(), ttl: 5, upstream: upstream.clone() };
+            Harness { handler, records, upstream }
+        }
+
+        async fn ask(&self, message: &Message, protocol: Protocol) -> Message {
+            let bytes = message.to_vec().unwrap();
+            let request = Request::from_bytes(bytes, "127.0.0.1:5300".parse().unwrap(), protocol).unwrap();
+            let capture = Capture::default();
+            self.handler.handle_request::<_, TokioTime>(&request, capture.clone()).await;
+            let mut sent = capture.0.lock().unwrap();
+            assert_eq!(sent.len(), 1, "exactly one answer per question");
+            sent.pop().unwrap()
+        }
+
+        fn forwarded(&self) -> Vec<(Message, Transport)> {
+            let queries = self.upstream.queries.lock().unwrap();
+            queries.iter().map(|(bytes, t)| (Message::from_vec(bytes).unwrap(), *t)).collect()
+        }
+    }
+
+    fn query(name: &str, qtype: RecordType) -> Message {
+        let mut message = Message::new(0x4242, MessageType::Query, OpCode::Query);
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        message
+    }
+
+    /// An upstream answer to `query` with one A record, truncated if asked.
+    fn upstream_answer(query: &[u8], addr: [u8; 4], truncated: bool) -> Result<Vec<u8>, ForwardError> {
+        let query = Message::from_vec(query).unwrap();
+        let mut answer = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+        answer.metadata.recursion_available = true;
+        answer.metadata.recursion_desired = true;
+        answer.metadata.truncation = truncated;
+        answer.add_queries(query.queries.clone());
+        let name = query.queries[0].name().clone();
+        answer.add_answer(Record::from_rdata(name, 300, RData::A(A(addr.into()))));
+        Ok(answer.to_vec().unwrap())
+    }
+
+    fn no_upstream() -> FakeUpstream {
+        FakeUpstream::new(|_| Err(ForwardError::NoUpstreams))
+    }
+
+    #[tokio::test]
+    async fn cluster_answers_are_authoritative_and_recursion_available() {
+        let h = Harness::new(no_upstream());
+        h.records.apply_service(&service("default", "web", "10.96.0.20", &[]));
+        let answer = h.ask(&query("web.default.svc.cluster.local.", RecordType::A), Protocol::Udp).await;
+        assert_eq!(answer.metadata.id, 0x4242);
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(answer.metadata.authoritative);
+        assert!(answer.metadata.recursion_available);
+        assert!(answer.metadata.recursion_desired);
+        assert_eq!(answer.answers.len(), 1);
+        assert_eq!(answer.answers[0].data.to_string(), "10.96.0.20");
+        assert!(answer.authorities.is_empty());
+        assert!(h.forwarded().is_empty());
+    }
+
+    #[tokio::test]
+    async fn nxdomain_and_nodata_carry_the_zone_soa() {
+        let h = Harness::new(no_upstream());
+        h.records.apply_service(&service("default", "web", "10.96.0.20", &[]));
+        let nx = h.ask(&query("nope.default.svc.cluster.local.", RecordType::A), Protocol::Udp).await;
+        assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+        assert!(nx.metadata.authoritative);
+        assert_eq!(nx.authorities.len(), 1);
+        assert_eq!(nx.authorities[0].record_type(), RecordType::SOA);
+        assert_eq!(nx.authorities[0].name.to_ascii(), "cluster.local.");
+        let nodata = h.ask(&query("web.default.svc.cluster.local.", RecordType::AAAA), Protocol::Udp).await;
+        assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+        assert!(nodata.answers.is_empty());
+        assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
+    }
+
+    #[tokio::test]
+    async fn other_names_are_forwarded_as_asked_and_relayed_with_the_clients_id() {
+        let h = Harness::new(FakeUpstream::new(|q| upstream_answer(q, [192, 0, 2, 7], false)));
+        let mut asked = query("www.example.com.", RecordType::A);
+        asked.metadata.checking_disabled = true;
+        let answer = h.ask(&asked, Protocol::Tcp).await;
+        assert_eq!(answer.metadata.id, 0x4242);
+        assert!(!answer.metadata.authoritative);
+        assert_eq!(answer.answers[0].data.to_string(), "192.0.2.7");
+        assert_eq!(answer.answers[0].ttl, 300, "the upstream's TTL is kept");
+
+        let sent = h.upstream.queries.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        let (bytes, transport) = &sent[0];
+        assert_eq!(*transport, Transport::Tcp, "forwarded over the client's transport");
+        assert_eq!(bytes[2..], asked.to_vec().unwrap()[2..], "everything but the ID goes upstream unchanged");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_upstream_answer_reaches_the_client_truncated() {
+        let h = Harness::new(FakeUpstream::new(|q| upstream_answer(q, [192, 0, 2, 7], true)));
+        let answer = h.ask(&query("big.example.com.", RecordType::A), Protocol::Udp).await;
+        assert!(answer.metadata.truncation);
+    }
+
+    #[tokio::test]
+    async fn without_upstreams_other_names_are_refused() {
+        let h = Harness::new(no_upstream());
+        let answer = h.ask(&query("www.example.com.", RecordType::A), Protocol::Udp).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+    }
+
+    #[tokio::test]
+    async fn failing_upstreams_mean_servfail() {
+        let h = Harness::new(FakeUpstream::new(|_| {
+            Err(ForwardError::Timeout { upstream: "127.0.0.1:53".parse().unwrap(), timeout: UPSTREAM_TIMEOUT })
+        }));
+        let answer = h.ask(&query("www.example.com.", RecordType::A), Protocol::Udp).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    }
+
+    #[tokio::test]
+    async fn unknown_reverse_names_are_forwarded() {
+        let h = Harness::new(FakeUpstream::new(|q| upstream_answer(q, [192, 0, 2, 7], false)));
+        h.ask(&query("9.9.244.10.in-addr.arpa.", RecordType::PTR), Protocol::Udp).await;
+        let forwarded = h.forwarded();
+        assert_eq!(forwarded.len(), 1);
+        assert_eq!(forwarded[0].0.queries[0].name().to_ascii(), "9.9.244.10.in-addr.arpa.");
+    }
+
+    #[tokio::test]
+    async fn an_external_name_answer_includes_the_targets_records_from_upstream() {
+        let h = Harness::new(FakeUpstream::new(|q| upstream_answer(q, [192, 0, 2, 53], false)));
+        h.records.apply_service(&external("default", "ext", "www.example.com"));
+        let answer = h.ask(&query("ext.default.svc.cluster.local.", RecordType::A), Protocol::Udp).await;
+        let answers: Vec<String> = answer.answers.iter().map(|r| format!("{} {}", r.name, r.data)).collect();
+        assert_eq!(answers, vec!["ext.default.svc.cluster.local. www.example.com.", "www.example.com. 192.0.2.53"]);
+        let forwarded = h.forwarded();
+        assert_eq!(forwarded[0].0.queries[0].name().to_ascii(), "www.example.com.");
+        assert_eq!(forwarded[0].0.queries[0].query_type(), RecordType::A);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_chase_is_retried_over_tcp() {
+        let h = Harness::new(FakeUpstream::new(|q| upstream_answer(q, [192, 0, 2, 53], true)));
+        h.records.apply_service(&external("default", "ext", "www.example.com"));
+        h.ask(&query("ext.default.svc.cluster.local.", RecordType::A), Protocol::Udp).await;
+        let transports: Vec<Transport> = h.forwarded().into_iter().map(|(_, t)| t).collect();
+        assert_eq!(transports, vec![Transport::Udp, Transport::Tcp]);
+    }
+
+    #[tokio::test]
+    async fn an_external_name_answer_is_the_cname_alone_when_upstreams_fail() {
+        let h = Harness::new(no_upstream());
+        h.records.apply_service(&external("default", "ext", "www.example.com"));
+        let answer = h.ask(&query("ext.default.svc.cluster.local.", RecordType::A), Protocol::Udp).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(answer.answers.len(), 1);
+        assert_eq!(answer.answers[0].record_type(), RecordType::CNAME);
+    }
+
+    #[tokio::test]
+    async fn edns_is_answered_with_edns_and_unknown_versions_get_badvers() {
+        let h = Harness::new(no_upstream());
+        h.records.apply_service(&service("default", "web", "10.96.0.20", &[]));
+        let mut asked = query("web.default.svc.cluster.local.", RecordType::A);
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        asked.set_edns(edns.clone());
+        let answer = h.ask(&asked, Protocol::Udp).await;
+        assert_eq!(answer.edns.as_ref().map(Edns::max_payload), Some(4096));
+
+        edns.set_version(1);
+        asked.set_edns(edns);
+        let answer = h.ask(&asked, Protocol::Udp).await;
+        // BADVERS and BADSIG share code 16; the decoder names it BADSIG.
+        assert_eq!(u16::from(answer.metadata.response_code), u16::from(ResponseCode::BADVERS));
+    }
+
+    #[tokio::test]
+    async fn other_opcodes_are_not_implemented() {
+        let h = Harness::new(no_upstream());
+        let mut asked = query("web.default.svc.cluster.local.", RecordType::A);
+        asked.metadata.op_code = OpCode::Status;
+        let answer = h.ask(&asked, Protocol::Udp).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::NotImp);
+    }
+
+    #[tokio::test]
+    async fn binding_refuses_a_cluster_domain_other_than_the_records_one() {
+        let cfg = DnsConfig { cluster_domain: "example.internal".into(), ..DnsConfig::default() };
+        let error = DnsServer::bind(&["127.0.0.1:0".parse().unwrap()], Records::new("cluster.local"), cfg).await.unwrap_err();
+        assert!(matches!(error, DnsError::ClusterDomainMismatch { .. }), "{error}");
+        let same = DnsConfig { cluster_domain: "Cluster.Local.".into(), ..DnsConfig::default() };
+        DnsServer::bind(&["127.0.0.1:0".parse().unwrap()], Records::new("cluster.local"), same).await.unwrap();
+    }
+}

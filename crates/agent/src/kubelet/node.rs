@@ -5,8 +5,10 @@
 //!   size of the storage directory's filesystem, machine and boot ids, kernel and
 //!   OS), read from `/proc`, `/sys` and `/etc` by small pure parsers.
 //! - [`register`]: creates the Node, or adopts one of the same name (our labels,
-//!   taints and annotation are set over it, its status becomes ours). A Node
-//!   without a pod CIDR gets the first /24 of 10.244.0.0/16 no other Node holds.
+//!   taints and annotation are set over it, its status becomes ours), then waits
+//!   until the Node has a pod CIDR. The server's node IPAM controller allocates
+//!   it; a CIDR asked for with `--pod-cidr` is set at registration instead, when
+//!   no other Node holds it.
 //! - [`run`]: renews the Lease every heartbeat, writes the status when what it
 //!   should say changed (Ready follows the runtime answering `Version`) or every
 //!   5 minutes, and registers the Node again if someone deleted it.
@@ -48,12 +50,13 @@ pub struct NodeConfig {
     /// Where local-path volumes live on this node (published in the Node's
     /// `storage.skiff.io/local-path` annotation for the provisioner).
     pub storage_dir: PathBuf,
-    /// The pod CIDR to take when the Node has none and no other Node holds it;
-    /// None: the first free /24 of 10.244.0.0/16.
+    /// The pod CIDR to ask for when the Node has none and no other Node holds it
+    /// (`--pod-cidr`); None: the server allocates one.
     pub pod_cidr: Option<String>,
 }
 
 /// What the rest of the kubelet needs to know about the registered node.
+/// [`register`] returns it only once the Node has a pod CIDR.
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     pub name: String,
@@ -76,8 +79,10 @@ pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// How often the status is written when nothing changed (upstream's
 /// nodeStatusReportFrequency); the Lease is the liveness signal in between.
 pub const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(300);
-/// Pod CIDRs come from here, one /24 per node, until the server allocates them.
-pub const POD_CIDR_RANGE: &str = "10.244.0.0/16";
+/// How often registration looks for the pod CIDR the server allocates, and how
+/// often it says that it is still waiting.
+const POD_CIDR_POLL: Duration = Duration::from_millis(250);
+const POD_CIDR_WAIT_LOG: Duration = Duration::from_secs(10);
 
 /// The kubelet's default `evictionHard` thresholds, which is what allocatable
 /// holds back: 100Mi of memory and 10% of the node filesystem.
@@ -98,9 +103,9 @@ const RUNTIME_DOWN_MESSAGE: &str = "container runtime is down";
 pub enum NodeError {
     #[error(transparent)]
     Taint(#[from] crate::sim::node::ConfigError),
-    /// Every /24 of [`POD_CIDR_RANGE`] is some other Node's.
-    #[error("no free pod CIDR left in {POD_CIDR_RANGE}")]
-    NoPodCidr,
+    /// `--pod-cidr` is no IPv4 CIDR.
+    #[error("the pod CIDR {0:?} to ask for is not an IPv4 CIDR")]
+    InvalidPodCidr(String),
     /// The server refused the Node itself (invalid labels, say).
     #[error("the API server refused node {node}: {source}")]
     Refused {
@@ -309,17 +314,21 @@ pub async fn detect_node_ip() -> IpAddr {
 
 // === pod CIDR ===
 
-/// The first /24 of [`POD_CIDR_RANGE`] that is none of `used` (other Nodes' pod
-/// CIDRs; anything unparsable is ignored, a wider block rules out its /24s).
-pub fn choose_pod_cidr<'a>(used: impl IntoIterator<Item = &'a str>) -> Option<Cidr> {
-    let range: Cidr = POD_CIDR_RANGE.parse().ok()?;
-    let used: Vec<Cidr> = used.into_iter().filter_map(|c| c.parse().ok()).collect();
-    let overlaps = |a: &Cidr, b: &Cidr| {
-        let prefix = a.prefix.min(b.prefix);
-        let mask = u32::MAX << (32 - u32::from(prefix));
-        u32::from(a.base) & mask == u32::from(b.base) & mask
+/// The pod CIDR to set at registration: `wanted` (the CIDR the node had before,
+/// or `--pod-cidr`) unless another Node's CIDR overlaps it; None leaves the
+/// choice to the server.
+pub fn requested_pod_cidr<'a>(wanted: Option<&str>, others: impl IntoIterator<Item = &'a str>) -> Result<Option<Cidr>, NodeError> {
+    let Some(wanted) = wanted else { return Ok(None) };
+    let cidr: Cidr = wanted.parse().map_err(|_| NodeError::InvalidPodCidr(wanted.to_string()))?;
+    let overlaps = |other: &Cidr| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(cidr.prefix.min(other.prefix))).unwrap_or(0);
+        u32::from(cidr.base) & mask == u32::from(other.base) & mask
     };
-    (0..range.size() / 256).map(|k| Cidr { base: range.nth(k * 256), prefix: 24 }).find(|c| !used.iter().any(|u| overlaps(c, u)))
+    if let Some(holder) = others.into_iter().find(|o| o.parse::<Cidr>().is_ok_and(|o| overlaps(&o))) {
+        tracing::warn!(pod_cidr = %cidr, held = %holder, "another node holds the pod CIDR asked for; the server allocates one instead");
+        return Ok(None);
+    }
+    Ok(Some(cidr))
 }
 
 // === the Node object ===
@@ -413,8 +422,8 @@ pub fn node_labels(config: &NodeConfig, architecture: &str) -> BTreeMap<String, 
     labels
 }
 
-/// A new Node for this host.
-pub fn new_node(config: &NodeConfig, architecture: &str, taints: &[Taint], cidr: &Cidr, status: NodeStatus) -> Node {
+/// A new Node for this host, with `cidr` as its pod CIDR if given.
+pub fn new_node(config: &NodeConfig, architecture: &str, taints: &[Taint], cidr: Option<&Cidr>, status: NodeStatus) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(config.name.clone()),
@@ -424,8 +433,8 @@ pub fn new_node(config: &NodeConfig, architecture: &str, taints: &[Taint], cidr:
         },
         spec: Some(NodeSpec {
             taints: (!taints.is_empty()).then(|| taints.to_vec()),
-            pod_cidr: Some(cidr.to_string()),
-            pod_cidrs: Some(vec![cidr.to_string()]),
+            pod_cidr: cidr.map(Cidr::to_string),
+            pod_cidrs: cidr.map(|c| vec![c.to_string()]),
             ..Default::default()
         }),
         status: Some(status),
@@ -470,7 +479,8 @@ fn pod_cidrs(node: &Node) -> Vec<String> {
 
 // === registration ===
 
-/// Registers (or adopts) the Node. `runtime_version` is the runtime's
+/// Registers (or adopts) the Node and waits until it has a pod CIDR, which the
+/// caller writes the CNI config from. `runtime_version` is the runtime's
 /// `<name>://<version>`.
 pub async fn register(client: &Client, config: &NodeConfig, runtime_version: &str) -> anyhow::Result<NodeHandle> {
     let node_ip = match config.node_ip {
@@ -480,6 +490,7 @@ pub async fn register(client: &Client, config: &NodeConfig, runtime_version: &st
     let facts = HostFacts::read(&config.storage_dir).await;
     let registrar = Registrar::new(client, config, &facts, node_ip)?;
     let node = registrar.register(runtime_version, true, None).await?;
+    let node = registrar.wait_for_pod_cidr(node, runtime_version).await?;
     Ok(registrar.handle(&node))
 }
 
@@ -538,13 +549,13 @@ impl<'a> Registrar<'a> {
         let existing = self.nodes.get_opt(name).await?;
         let cidr = match &existing {
             Some(node) if !pod_cidrs(node).is_empty() => None,
-            _ => Some(self.free_pod_cidr(preferred).await?),
+            _ => self.requested_pod_cidr(preferred).await?,
         };
         let node = match existing {
             None => {
                 let status = self.status(runtime_version, runtime_up, None);
                 let arch = &self.facts.architecture;
-                let node = new_node(self.config, arch, &self.taints, cidr.as_ref().expect("chosen above"), status);
+                let node = new_node(self.config, arch, &self.taints, cidr.as_ref(), status);
                 match self.nodes.create(&node).await {
                     Ok(created) => {
                         tracing::info!(node = %name, pod_cidr = %pod_cidrs(&created).join(","), "registered node");
@@ -572,17 +583,36 @@ impl<'a> Registrar<'a> {
         self.nodes.replace_status(&self.config.name, &node).await
     }
 
-    /// `preferred` if no other Node holds it, else the first free /24.
-    async fn free_pod_cidr(&self, preferred: Option<&str>) -> Result<Cidr, Attempt> {
-        let preferred = preferred.or(self.config.pod_cidr.as_deref());
+    /// The pod CIDR to ask for: `preferred` (the one the node had) or
+    /// `--pod-cidr`, unless another Node holds it. None when there is neither.
+    async fn requested_pod_cidr(&self, preferred: Option<&str>) -> Result<Option<Cidr>, Attempt> {
+        let Some(wanted) = preferred.or(self.config.pod_cidr.as_deref()) else { return Ok(None) };
         let others = self.nodes.list(&ListParams::default()).await?.items;
         let used: Vec<String> = others.iter().filter(|n| n.metadata.name.as_deref() != Some(&self.config.name)).flat_map(pod_cidrs).collect();
-        if let Some(p) = preferred.and_then(|p| p.parse::<Cidr>().ok()) {
-            if !used.iter().any(|u| u.parse::<Cidr>().ok() == Some(p)) {
-                return Ok(p);
+        requested_pod_cidr(Some(wanted), used.iter().map(String::as_str)).map_err(Attempt::Fatal)
+    }
+
+    /// Waits until the server has given the Node a pod CIDR (at once when it has
+    /// one), registering it again if it is deleted meanwhile.
+    async fn wait_for_pod_cidr(&self, mut node: Node, runtime_version: &str) -> Result<Node, NodeError> {
+        let started = Instant::now();
+        let mut next_log = Duration::ZERO;
+        while pod_cidrs(&node).is_empty() {
+            if started.elapsed() >= next_log {
+                tracing::info!(node = %self.config.name, waited_s = started.elapsed().as_secs(), "waiting for the server to allocate this node's podCIDR");
+                next_log += POD_CIDR_WAIT_LOG;
             }
+            tokio::time::sleep(POD_CIDR_POLL).await;
+            node = match self.nodes.get_opt(&self.config.name).await {
+                Ok(Some(current)) => current,
+                Ok(None) => self.register(runtime_version, true, None).await?,
+                Err(e) => {
+                    tracing::debug!(node = %self.config.name, error = %e, "reading the node failed; retrying");
+                    continue;
+                }
+            };
         }
-        choose_pod_cidr(used.iter().map(String::as_str)).ok_or(Attempt::Fatal(NodeError::NoPodCidr))
+        Ok(node)
     }
 }
 
@@ -707,6 +737,10 @@ impl<'a> Heartbeat<'a> {
                 }
             };
             self.uid = node.metadata.uid.clone().unwrap_or_default();
+            if !pod_cidrs(&node).is_empty() {
+                // Kept for a re-registration (the server may have set it late).
+                self.handle.pod_cidrs = pod_cidrs(&node);
+            }
             if self.runtime_version.is_empty() {
                 // Down since we started: keep reporting the version registered with.
                 self.runtime_version = node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.container_runtime_version.clone()).unwrap_or_default();
@@ -902,15 +936,14 @@ mod tests {
     }
 
     #[test]
-    fn pod_cidrs_are_the_first_free_slash_24() {
-        assert_eq!(choose_pod_cidr([]).unwrap().to_string(), "10.244.0.0/24");
-        assert_eq!(choose_pod_cidr(["10.244.0.0/24", "10.244.1.0/24"]).unwrap().to_string(), "10.244.2.0/24");
-        assert_eq!(choose_pod_cidr(["10.244.1.0/24"]).unwrap().to_string(), "10.244.0.0/24");
-        // A wider block rules out every /24 inside it; junk is ignored.
-        assert_eq!(choose_pod_cidr(["10.244.0.0/23", "not-a-cidr"]).unwrap().to_string(), "10.244.2.0/24");
-        assert!(choose_pod_cidr(["10.0.0.0/8"]).is_none());
-        let all: Vec<String> = (0..256).map(|i| format!("10.244.{i}.0/24")).collect();
-        assert!(choose_pod_cidr(all.iter().map(String::as_str)).is_none());
+    fn a_requested_pod_cidr_is_taken_only_when_no_other_node_holds_it() {
+        let got = |wanted: Option<&str>, others: &[&str]| requested_pod_cidr(wanted, others.iter().copied()).map(|c| c.map(|c| c.to_string()));
+        assert_eq!(got(None, &["10.244.0.0/24"]).unwrap(), None, "nothing asked for: the server allocates");
+        assert_eq!(got(Some("10.244.5.0/24"), &["10.244.0.0/24", "junk"]).unwrap().as_deref(), Some("10.244.5.0/24"));
+        assert_eq!(got(Some("10.244.5.9/24"), &[]).unwrap().as_deref(), Some("10.244.5.0/24"), "normalised to the network");
+        assert_eq!(got(Some("10.244.5.0/24"), &["10.244.5.0/24"]).unwrap(), None, "held by another node");
+        assert_eq!(got(Some("10.244.5.0/24"), &["10.244.4.0/23"]).unwrap(), None, "inside another node's wider block");
+        assert!(matches!(got(Some("10.244.5.0"), &[]), Err(NodeError::InvalidPodCidr(_))));
     }
 
     #[test]
@@ -1112,6 +1145,64 @@ mod tests {
         node.status?.conditions?.into_iter().find(|c| c.type_ == "Ready").map(|c| c.status)
     }
 
+    /// Plays the server's node IPAM controller: gives `name` the pod CIDR `cidr`
+    /// whenever it has none.
+    fn allocate_pod_cidr(client: &Client, name: &str, cidr: &str) -> tokio::task::JoinHandle<()> {
+        let nodes: Api<Node> = Api::all(client);
+        let (name, cidr) = (name.to_string(), cidr.to_string());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(Some(node)) = nodes.get_opt(&name).await {
+                    if pod_cidrs(&node).is_empty() {
+                        let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+                        let _ = nodes.patch(&name, skiff_client::PatchType::Merge, &patch).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registration_waits_for_the_server_to_allocate_the_pod_cidr() {
+        let ts = TestServer::start().await;
+        let client = ts.client();
+        let mut config = config("waiting");
+        config.storage_dir = ts.dir.path().join("agent/storage");
+        let registering = tokio::spawn({
+            let (client, config) = (client.clone(), config.clone());
+            async move { register(&client, &config, "fake://1.0").await }
+        });
+        let nodes: Api<Node> = Api::all(&client);
+        eventually("the node registered without a pod CIDR", || async { nodes.get_opt("waiting").await.ok().flatten().is_some() }).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!registering.is_finished(), "registration returns only with a pod CIDR");
+        assert!(pod_cidrs(&nodes.get("waiting").await.unwrap()).is_empty(), "the agent picks none itself");
+        let ipam = allocate_pod_cidr(&client, "waiting", "10.244.3.0/24");
+        let handle = tokio::time::timeout(Duration::from_secs(20), registering).await.expect("registration finishes").unwrap().unwrap();
+        assert_eq!(handle.pod_cidrs, ["10.244.3.0/24"]);
+        ipam.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pod_cidr_asked_for_is_set_at_registration_unless_another_node_holds_it() {
+        let ts = TestServer::start().await;
+        let client = ts.client();
+        let mut config = config("asks");
+        config.storage_dir = ts.dir.path().join("agent/storage");
+        config.pod_cidr = Some("10.251.7.0/24".into());
+        let handle = tokio::time::timeout(Duration::from_secs(20), register(&client, &config, "fake://1.0")).await.unwrap().unwrap();
+        assert_eq!(handle.pod_cidrs, ["10.251.7.0/24"]);
+
+        // A second node asking for the same CIDR waits for the server instead.
+        let mut second = config.clone();
+        second.name = "also-asks".into();
+        let ipam = allocate_pod_cidr(&client, "also-asks", "10.244.0.0/24");
+        let handle = tokio::time::timeout(Duration::from_secs(20), register(&client, &second, "fake://1.0")).await.unwrap().unwrap();
+        assert_eq!(handle.pod_cidrs, ["10.244.0.0/24"]);
+        ipam.abort();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_registered_node_heartbeats_follows_its_runtime_and_comes_back_after_deletion() {
         let ts = TestServer::start().await;
@@ -1127,7 +1218,9 @@ mod tests {
 
         let mut config = config("worker");
         config.storage_dir = ts.dir.path().join("agent/storage");
+        let ipam = allocate_pod_cidr(&client, "worker", "10.244.1.0/24");
         let handle = register(&client, &config, "fake://1.0").await.unwrap();
+        ipam.abort();
         assert_eq!(handle.pod_cidrs, ["10.244.1.0/24"]);
         assert_eq!(handle.node_ip, "10.1.2.3".parse::<IpAddr>().unwrap());
         assert!(config.storage_dir.is_dir(), "the storage directory is created");

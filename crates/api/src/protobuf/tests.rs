@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use k8s_pb::api::{apps, batch, core, policy};
+use k8s_pb::api::{apps, batch, core, networking, policy};
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::{RawExtension, TypeMeta, Unknown};
@@ -379,6 +379,88 @@ fn service_target_ports_may_be_numbers_or_names() {
                 "clusterIPs": ["10.96.0.10"],
                 "ipFamilies": ["IPv4"],
             },
+        })
+    );
+}
+
+#[test]
+fn an_ingress_inlines_its_rule_value_and_drops_the_zero_port_half() {
+    // Go encodes both halves of a ServiceBackendPort; JSON omits the empty one.
+    let port = |name: &str, number: i32| Some(networking::v1::ServiceBackendPort { name: Some(name.into()), number: Some(number) });
+    let backend = |service: &str, port| {
+        Some(networking::v1::IngressBackend { service: Some(networking::v1::IngressServiceBackend { name: Some(service.into()), port }), resource: None })
+    };
+    let ing = networking::v1::Ingress {
+        metadata: meta("web"),
+        spec: Some(networking::v1::IngressSpec {
+            ingress_class_name: Some("skiff".into()),
+            default_backend: None,
+            tls: vec![networking::v1::IngressTls { hosts: vec!["example.com".into()], secret_name: Some("web-tls".into()) }],
+            rules: vec![networking::v1::IngressRule {
+                host: Some("example.com".into()),
+                ingress_rule_value: Some(networking::v1::IngressRuleValue {
+                    http: Some(networking::v1::HttpIngressRuleValue {
+                        paths: vec![
+                            networking::v1::HttpIngressPath { path: Some("/".into()), path_type: Some("Prefix".into()), backend: backend("web", port("", 80)) },
+                            networking::v1::HttpIngressPath { path: Some("/api".into()), path_type: Some("Exact".into()), backend: backend("api", port("http", 0)) },
+                        ],
+                    }),
+                }),
+            }],
+        }),
+        status: Some(networking::v1::IngressStatus { load_balancer: Some(networking::v1::IngressLoadBalancerStatus { ingress: vec![] }) }),
+    };
+    let got = decode(&envelope("networking.k8s.io/v1", "Ingress", &ing)).unwrap();
+    assert_eq!(
+        got,
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "web"},
+            "spec": {
+                "ingressClassName": "skiff",
+                "tls": [{"hosts": ["example.com"], "secretName": "web-tls"}],
+                "rules": [{"host": "example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+                    {"path": "/api", "pathType": "Exact", "backend": {"service": {"name": "api", "port": {"name": "http"}}}},
+                ]}}],
+            },
+            "status": {"loadBalancer": {}},
+        })
+    );
+}
+
+#[test]
+fn a_network_policy_keeps_port_ranges_and_ip_blocks() {
+    let np = networking::v1::NetworkPolicy {
+        metadata: meta("web"),
+        spec: Some(networking::v1::NetworkPolicySpec {
+            pod_selector: Some(meta::LabelSelector { match_labels: labels(&[("app", "web")]), match_expressions: vec![] }),
+            ingress: vec![networking::v1::NetworkPolicyIngressRule {
+                ports: vec![
+                    networking::v1::NetworkPolicyPort { protocol: Some("TCP".into()), port: int_port(30000), end_port: Some(32767) },
+                    networking::v1::NetworkPolicyPort { protocol: Some("UDP".into()), port: named_port("dns"), end_port: None },
+                ],
+                from: vec![networking::v1::NetworkPolicyPeer {
+                    pod_selector: None,
+                    namespace_selector: None,
+                    ip_block: Some(networking::v1::IpBlock { cidr: Some("10.0.0.0/8".into()), except: vec!["10.1.0.0/16".into()] }),
+                }],
+            }],
+            egress: vec![],
+            policy_types: vec!["Ingress".into()],
+        }),
+    };
+    let got = decode(&envelope("networking.k8s.io/v1", "NetworkPolicy", &np)).unwrap();
+    assert_eq!(
+        got["spec"],
+        json!({
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{
+                "ports": [{"protocol": "TCP", "port": 30000, "endPort": 32767}, {"protocol": "UDP", "port": "dns"}],
+                "from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+            }],
+            "policyTypes": ["Ingress"],
         })
     );
 }

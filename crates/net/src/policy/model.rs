@@ -215,11 +215,10 @@ impl PolicyInfo {
             Some(sel) => selector(sel, &namespace, &name),
             None => LabelSelector::default(),
         };
-        let rules = |rules: Vec<(Option<Vec<NetworkPolicyPeer>>, Option<Vec<NetworkPolicyPort>>)>| -> Vec<Rule> {
-            rules.into_iter().map(|(peers, ports)| rule(peers, ports, &namespace, &name)).collect()
-        };
-        let ingress = has("Ingress").then(|| rules(ingress_rules.into_iter().map(|r| (r.from, r.ports)).collect()));
-        let egress = has("Egress").then(|| rules(egress_rules.into_iter().map(|r| (r.to, r.ports)).collect()));
+        let ingress = has("Ingress")
+            .then(|| ingress_rules.into_iter().map(|r| rule(r.from, r.ports, &namespace, &name)).collect());
+        let egress =
+            has("Egress").then(|| egress_rules.into_iter().map(|r| rule(r.to, r.ports, &namespace, &name)).collect());
         PolicyInfo { pod_selector, ingress, egress, namespace, name }
     }
 }

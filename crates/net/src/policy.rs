@@ -165,6 +165,9 @@ impl PolicyEngine {
         if !self.initialized {
             self.init().await?;
         }
+        if !self.dirty && !self.resync {
+            return Ok(());
+        }
         let desired = compile::compile(&compile::Inputs {
             node: &self.cfg.node_name,
             pods: &self.pods,

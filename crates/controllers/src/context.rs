@@ -9,6 +9,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, LimitRange, Namespace, Node, PersistentVolumeClaim, Pod, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use skiff_client::{Api, Client, EventRecorder, Informer, ListParams};
 
@@ -67,6 +68,8 @@ pub struct Context {
     pub limit_ranges: Informer<LimitRange>,
     /// Node heartbeats (kube-node-lease).
     pub node_leases: Informer<Lease>,
+    pub ingresses: Informer<Ingress>,
+    pub ingress_classes: Informer<IngressClass>,
     pub config: Arc<ControllersConfig>,
 }
 
@@ -110,6 +113,8 @@ impl Context {
             resource_quotas: all(&client),
             limit_ranges: all(&client),
             node_leases: Informer::new(Api::namespaced(&client, "kube-node-lease"), ListParams::default()),
+            ingresses: all(&client),
+            ingress_classes: all(&client),
             config: Arc::new(config),
             client,
         }
@@ -143,6 +148,8 @@ impl Context {
             self.resource_quotas.clone().run(),
             self.limit_ranges.clone().run(),
             self.node_leases.clone().run(),
+            self.ingresses.clone().run(),
+            self.ingress_classes.clone().run(),
         );
     }
 }

@@ -7,8 +7,9 @@
 //! controllers) and the cluster-wide settings ([`ControllersConfig`]); `run` below
 //! starts them all.
 //!
-//! Networking: [`nodeipam`] gives Nodes their pod CIDRs and [`servicelb`] gives
-//! LoadBalancer Services their addresses.
+//! Networking: [`nodeipam`] gives Nodes their pod CIDRs, [`servicelb`] gives
+//! LoadBalancer Services their addresses and [`ingressstatus`] publishes where
+//! the gateway's Ingresses are served.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -19,6 +20,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod history;
+pub mod ingressstatus;
 pub mod job;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -54,5 +56,6 @@ pub async fn run(client: Client, config: ControllersConfig) {
         volume::run(ctx.clone()),
         nodeipam::run(ctx.clone()),
         servicelb::run(ctx.clone()),
+        ingressstatus::run(ctx.clone()),
     );
 }

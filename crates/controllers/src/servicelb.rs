@@ -222,7 +222,8 @@ pub fn pool_address(pool: &AddressPool, requested: Option<&str>, current: &[Ipv4
     pool.lowest_free(used).ok_or_else(|| failed(format!("no address left in the load balancer pool {pool}")))
 }
 
-fn node_ready(node: &Node) -> bool {
+/// Whether the node's Ready condition is True.
+pub fn node_ready(node: &Node) -> bool {
     let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
     conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }

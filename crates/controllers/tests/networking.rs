@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::{json, Value};
 use skiff_apiserver::{Config, Server, Settings};
 use skiff_client::{Api, Client, ClientConfig, DeleteParams, ListParams, PatchType};
@@ -59,11 +60,15 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 
 /// Creates a Node (with `pod_cidr` if given), Ready with `internal_ip`.
 async fn node(c: &Cluster, name: &str, pod_cidr: Option<&str>, internal_ip: &str) {
+    labelled_node(c, name, pod_cidr, internal_ip, json!({})).await
+}
+
+async fn labelled_node(c: &Cluster, name: &str, pod_cidr: Option<&str>, internal_ip: &str, labels: Value) {
     let mut spec = json!({});
     if let Some(cidr) = pod_cidr {
         spec = json!({"podCIDR": cidr, "podCIDRs": [cidr]});
     }
-    let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": spec});
+    let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}, "spec": spec});
     c.client.create("/api/v1/nodes", &body).await.unwrap();
     let status = json!({
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
@@ -265,4 +270,56 @@ async fn without_a_pool_services_get_the_ready_nodes_and_a_taken_port_waits() {
     until_ingress(&c, "late", &["10.0.0.9"]).await;
     let addresses: Vec<Ipv4Addr> = ingress(&get_service(&c, "late").await.unwrap()).iter().map(|(ip, _)| ip.parse().unwrap()).collect();
     assert_eq!(addresses, [Ipv4Addr::new(10, 0, 0, 9)]);
+}
+
+// === Ingress status ===
+
+async fn ingress_ips(c: &Cluster, name: &str) -> Vec<String> {
+    let ing = Api::<Ingress>::namespaced(&c.client, "default").get(name).await.unwrap();
+    let points = ing.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+    points.into_iter().filter_map(|p| p.ip).collect()
+}
+
+async fn until_ingress_ips(c: &Cluster, name: &str, want: &[&str]) {
+    until(&format!("{name}'s status to list {want:?}"), async || (ingress_ips(c, name).await == want).then_some(())).await
+}
+
+async fn create_ingress(c: &Cluster, name: &str, class: &str) {
+    let body = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"ingressClassName": class, "rules": [{"host": format!("{name}.example"), "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}
+        ]}}]},
+    });
+    c.client.create("/apis/networking.k8s.io/v1/namespaces/default/ingresses", &body).await.unwrap();
+}
+
+async fn create_class(c: &Cluster, name: &str, controller: &str) {
+    let body = json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": name}, "spec": {"controller": controller}});
+    c.client.create("/apis/networking.k8s.io/v1/ingressclasses", &body).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_ingresses_list_the_ready_gateway_nodes_as_they_come_and_go() {
+    let c = cluster(ControllersConfig::default()).await;
+    let gateway = json!({"ingress.skiff.io/gateway": "true"});
+    create_class(&c, "edge", "skiff.io/ingress").await;
+    create_class(&c, "nginx", "k8s.io/ingress-nginx").await;
+    labelled_node(&c, "g2", Some("10.244.2.0/24"), "10.0.0.12", gateway.clone()).await;
+    node(&c, "plain", Some("10.244.3.0/24"), "10.0.0.3").await;
+    create_ingress(&c, "front", "edge").await;
+    create_ingress(&c, "theirs", "nginx").await;
+    until_ingress_ips(&c, "front", &["10.0.0.12"]).await;
+
+    labelled_node(&c, "g1", Some("10.244.1.0/24"), "10.0.0.9", gateway).await;
+    until_ingress_ips(&c, "front", &["10.0.0.9", "10.0.0.12"]).await;
+
+    let not_ready = json!({"conditions": [{"type": "Ready", "status": "Unknown"}], "addresses": [{"type": "InternalIP", "address": "10.0.0.12"}]});
+    set_node_status(&c, "g2", not_ready).await;
+    until_ingress_ips(&c, "front", &["10.0.0.9"]).await;
+
+    Api::<Node>::all(&c.client).delete("g1", &DeleteParams::default()).await.unwrap();
+    until_ingress_ips(&c, "front", &[]).await;
+    assert!(ingress_ips(&c, "theirs").await.is_empty(), "another controller's Ingress is left alone");
 }

@@ -61,7 +61,9 @@ pub(crate) enum SendError {
     /// The endpoint never saw the request; here it is back, body untouched.
     NotSent { request: Box<Request<Body>>, error: UpstreamError },
     /// The request went out (at least partly) and the exchange failed.
-    Sent(UpstreamError),
+    /// `reused`: on a pooled connection, which the endpoint may have been
+    /// closing as the request went out.
+    Sent { error: UpstreamError, reused: bool },
 }
 
 struct Idle {
@@ -88,7 +90,10 @@ impl Pool {
                 Err(mut e) => match e.take_message() {
                     // Closed under us before the request went out: try the next one.
                     Some(back) => req = back,
-                    None => return Err(SendError::Sent(UpstreamError::Http { addr, source: e.into_error() })),
+                    None => {
+                        let error = UpstreamError::Http { addr, source: e.into_error() };
+                        return Err(SendError::Sent { error, reused: true });
+                    }
                 },
             }
         }
@@ -103,7 +108,7 @@ impl Pool {
             }
             Err(mut e) => match e.take_message() {
                 Some(request) => Err(SendError::NotSent { request: Box::new(request), error: UpstreamError::Http { addr, source: e.into_error() } }),
-                None => Err(SendError::Sent(UpstreamError::Http { addr, source: e.into_error() })),
+                None => Err(SendError::Sent { error: UpstreamError::Http { addr, source: e.into_error() }, reused: false }),
             },
         }
     }

@@ -119,6 +119,7 @@ impl Proxy {
 
         let mut tried: Vec<SocketAddr> = Vec::with_capacity(MAX_ATTEMPTS);
         let mut last_error = None;
+        let mut stale_forgiven = false;
         while tried.len() < MAX_ATTEMPTS {
             let endpoints = backend.endpoints.current();
             let Some(i) = backend.picker.pick(&endpoints, &tried) else { break };
@@ -135,12 +136,18 @@ impl Proxy {
                     request = *back;
                     last_error = Some(error);
                 }
-                Err(SendError::Sent(error)) => {
+                Err(SendError::Sent { error, reused }) => {
                     tracing::warn!(backend = ?backend.key, %error, "endpoint failed during the exchange");
                     last_error = Some(error);
                     match &copy {
                         Some(head) => request = head.with_body(empty_body()),
                         None => break,
+                    }
+                    // A kept-alive connection the pod was closing says nothing
+                    // about the pod: one such failure does not use up the retry.
+                    if reused && !stale_forgiven {
+                        stale_forgiven = true;
+                        tried.pop();
                     }
                 }
             }

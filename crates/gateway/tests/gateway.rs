@@ -175,6 +175,30 @@ async fn a_request_the_pod_dropped_is_replayed_only_when_idempotent_and_bodiless
 }
 
 #[tokio::test]
+async fn a_kept_alive_connection_the_pod_closed_costs_a_get_nothing() {
+    let (gw, routes) = start().await;
+    let pod = OneAnswerPerConnection::start().await;
+    routes.apply_service(&service("web"));
+    routes.apply_slice(&slice("web", "web", &[pod.addr]));
+    routes.apply_ingress(&ingress("web").path(Some("web.test"), "/", "Prefix", "web").obj());
+    let http = gw.http_addr().unwrap();
+    for _ in 0..3 {
+        let a = get(http, "web.test", "/").await.unwrap();
+        assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "ok"), "the only endpoint, on a fresh connection");
+        // Let the connection go back to the pool.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A POST that went out on such a connection may have been seen: not sent twice.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/")
+        .header("host", "web.test")
+        .body(Full::new(Bytes::from_static(b"once")))
+        .unwrap();
+    assert_eq!(send(http, req).await.unwrap().status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
 async fn a_rolling_update_fails_no_request() {
     let (gw, routes) = start().await;
     let old = Pod::start("old").await;

@@ -181,6 +181,58 @@ impl Dropper {
     }
 }
 
+/// A pod that answers the first request of each connection, keeping it
+/// alive, and closes the connection when the next request arrives: the race
+/// of a pod closing an idle keep-alive connection, made certain.
+pub struct OneAnswerPerConnection {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OneAnswerPerConnection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl OneAnswerPerConnection {
+    pub async fn start() -> OneAnswerPerConnection {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((mut tcp, _)) = accepted else { continue };
+                        conns.spawn(async move {
+                            if read_head(&mut tcp).await {
+                                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                                read_head(&mut tcp).await;
+                            }
+                        });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+        });
+        OneAnswerPerConnection { addr, task }
+    }
+}
+
+/// Reads one request head (and whatever body came with it); false at EOF.
+async fn read_head(tcp: &mut tokio::net::TcpStream) -> bool {
+    let mut buf = vec![0u8; 4096];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
 /// An address nothing listens on (bound, then closed).
 pub fn dead_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -6,5 +6,6 @@
 #![deny(rust_2018_idioms)]
 
 pub mod kubelet;
+pub mod network;
 pub mod runtime;
 pub mod sim;

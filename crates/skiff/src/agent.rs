@@ -15,6 +15,7 @@ use clap::{Args, ValueEnum};
 use skiff_agent::kubelet::node::NodeConfig;
 use skiff_agent::kubelet::stream::StreamConfig;
 use skiff_agent::kubelet::KubeletConfig;
+use skiff_agent::network::{DnsOptions, IngressOptions, NetworkConfig};
 use skiff_agent::runtime::cri::CriRuntime;
 use skiff_agent::runtime::process::{self, ProcessRuntime};
 use skiff_agent::runtime::Runtime;
@@ -101,10 +102,85 @@ pub struct AgentArgs {
     /// The Linux bridge the node's pods are attached to (--runtime cri).
     #[arg(long, default_value = skiff_agent::kubelet::POD_BRIDGE)]
     pub cni_bridge: String,
-    /// The pod CIDR this node asks for when it registers (unless the Node has one
-    /// or another node holds it). Default: the first free /24 of 10.244.0.0/16.
+    /// The pod CIDR this node asks for when it registers. Default: the one the
+    /// server allocates from its --cluster-cidr.
     #[arg(long)]
     pub pod_cidr: Option<String>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// The node's network: bridge, host-gw routes, nftables service proxy and network
+/// policy, cluster DNS, Ingress gateway (real nodes with --runtime cri).
+#[derive(Args, Debug, Clone)]
+pub struct NetworkArgs {
+    /// Every pod's address lies in it; the same as the server's --cluster-cidr.
+    #[arg(long, default_value = DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
+    /// Masquerade pod traffic that leaves the cluster CIDR behind the node's
+    /// address, so pods reach the outside (off: pods reach only the cluster).
+    #[arg(long)]
+    pub masquerade_outside: bool,
+    /// Leave Services and NetworkPolicy out of the node's datapath (no nftables
+    /// table); pods still get addresses and routes.
+    #[arg(long)]
+    pub no_service_proxy: bool,
+    /// Do not serve cluster DNS on this node.
+    #[arg(long)]
+    pub no_dns: bool,
+    /// Where cluster DNS sends names outside the cluster domain, comma-separated
+    /// IP or IP:PORT; `none` for nowhere. Default: the nameservers of the host's
+    /// /etc/resolv.conf.
+    #[arg(long, value_delimiter = ',')]
+    pub dns_upstream: Vec<String>,
+    /// Port of the node's Ingress gateway for HTTP, on every address (0: none).
+    #[arg(long, default_value_t = 80)]
+    pub ingress_http_port: u16,
+    /// Port of the node's Ingress gateway for HTTPS (0: none).
+    #[arg(long, default_value_t = 443)]
+    pub ingress_https_port: u16,
+}
+
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
+
+impl NetworkArgs {
+    /// The network a real node runs, from these flags.
+    pub fn config(&self, bridge: &str, cluster_domain: &str) -> anyhow::Result<NetworkConfig> {
+        let cluster_cidr = skiff_agent::network::parse_cidr(&self.cluster_cidr)
+            .with_context(|| format!("--cluster-cidr {:?} must be an IPv4 CIDR like 10.244.0.0/16", self.cluster_cidr))?;
+        let upstreams = dns_upstreams(&self.dns_upstream)?;
+        let ingress = (self.ingress_http_port != 0 || self.ingress_https_port != 0)
+            .then(|| IngressOptions { http_port: self.ingress_http_port, https_port: self.ingress_https_port });
+        Ok(NetworkConfig {
+            bridge: bridge.to_string(),
+            cluster_cidr: Some(cluster_cidr),
+            masquerade_outside: self.masquerade_outside,
+            service_proxy: !self.no_service_proxy,
+            routes: true,
+            dns: (!self.no_dns).then(|| DnsOptions { cluster_domain: cluster_domain.to_string(), upstreams, port: 53 }),
+            ingress,
+        })
+    }
+}
+
+/// `--dns-upstream`: explicit servers, `none`, or the host's resolv.conf.
+fn dns_upstreams(given: &[String]) -> anyhow::Result<Vec<SocketAddr>> {
+    let given: Vec<&str> = given.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+    if given == ["none"] {
+        return Ok(Vec::new());
+    }
+    if given.is_empty() {
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        return Ok(skiff_dns::parse_resolv_conf(&text));
+    }
+    given
+        .iter()
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| anyhow::anyhow!("--dns-upstream {s:?} must be an IP or IP:PORT (or `none`)"))
+        })
+        .collect()
 }
 
 pub const DEFAULT_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
@@ -182,6 +258,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 cluster_domain: args.cluster_domain.clone(),
                 cni_bridge: args.cni_bridge.clone(),
                 pod_cidr: args.pod_cidr.clone(),
+                network: match args.runtime {
+                    RuntimeKind::Cri => Some(args.network.config(&args.cni_bridge, &args.cluster_domain)?),
+                    _ => None,
+                },
             };
             let config = kubelet_config(&node, &args.data_dir, &ca_pem, runtimes);
             eprintln!(
@@ -236,6 +316,7 @@ pub struct NodeOptions {
     pub cluster_domain: String,
     pub cni_bridge: String,
     pub pod_cidr: Option<String>,
+    pub network: Option<NetworkConfig>,
 }
 
 /// The kubelet's configuration: state under `data_dir` (pods, logs, the CNI
@@ -267,6 +348,7 @@ pub fn kubelet_config(node: &NodeOptions, data_dir: &Path, ca_pem: &str, runtime
         ca_pem: ca_pem.to_string(),
         sync_period: SYNC_PERIOD,
         cni_bridge: node.cni_bridge.clone(),
+        network: node.network.clone(),
     }
 }
 

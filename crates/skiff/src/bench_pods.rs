@@ -926,6 +926,7 @@ async fn start_node(env: &mut Env, admin: &Client, node_name: &str, pod_cidr: &s
         cluster_domain: agent::DEFAULT_CLUSTER_DOMAIN.to_string(),
         cni_bridge: env.bridge.clone(),
         pod_cidr: Some(pod_cidr.to_string()),
+        network: None,
     };
     let config = agent::kubelet_config(&node, &agent_dir, &ca_pem, runtimes);
     let mut kubelet = tokio::spawn(skiff_agent::kubelet::run(node_client, config));

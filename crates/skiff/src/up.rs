@@ -32,6 +32,7 @@ use skiff_apiserver::{Config, Server, Settings};
 use skiff_client::{Client, ClientConfig};
 
 use crate::agent::{self, NodeOptions, Runtimes};
+use skiff_agent::network::NetworkConfig;
 use crate::images::{self, BUSYBOX_ARCHIVE, BUSYBOX_IMAGE, PAUSE_ARCHIVE, PAUSE_IMAGE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +82,8 @@ pub struct UpArgs {
     pub cluster_domain: String,
     #[arg(long, default_value_t = agent::DEFAULT_MAX_PODS)]
     pub max_pods: u32,
+    #[command(flatten)]
+    pub network: agent::NetworkArgs,
 }
 
 /// The RuntimeClass (and handler) of pods that run as host processes.
@@ -107,7 +110,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let admin = client(&server, read(&data_dir.join("pki/admin.token"))?, &ca_pem)?;
     let mut control_plane = tokio::task::JoinSet::new();
     control_plane.spawn(skiff_scheduler::run(admin.clone(), skiff_scheduler::SchedulerConfig::default()));
-    control_plane.spawn(skiff_controllers::run(admin.clone(), skiff_controllers::ControllersConfig { service_cidr: crate::server::parse_cidr(&args.service_cidr).ok(), ..Default::default() }));
+    control_plane.spawn(skiff_controllers::run(admin.clone(), skiff_controllers::ControllersConfig {
+        service_cidr: crate::server::parse_cidr(&args.service_cidr).ok(),
+        cluster_cidr: skiff_agent::network::parse_cidr(&args.network.cluster_cidr),
+        ..Default::default()
+    }));
     ensure_process_runtime_class(&admin).await?;
     eprintln!("[2/4] API server listening on {} ({} ms)", server.url(), step.elapsed().as_millis());
     // Machine-readable line for scripts and tests.
@@ -136,6 +143,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         cluster_domain: args.cluster_domain.clone(),
         cni_bridge: skiff_agent::kubelet::POD_BRIDGE.to_string(),
         pod_cidr: None,
+        // A single machine's pods reach the outside through it, as on any
+        // laptop cluster.
+        network: Some(NetworkConfig { masquerade_outside: true, ..args.network.config(skiff_agent::kubelet::POD_BRIDGE, &args.cluster_domain)? }),
     };
     let config = agent::kubelet_config(&node, &agent_dir, &ca_pem, chosen.runtimes);
     let node_client = client(&server, read(&data_dir.join("node-token"))?, &ca_pem)?;

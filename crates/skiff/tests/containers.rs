@@ -125,6 +125,13 @@ impl Cluster {
             bridge.clone(),
             "--pod-cidr".into(),
             cidr.clone(),
+            // These tests run the node in the machine's own network namespace:
+            // no service datapath, DNS server or gateway ports there (the
+            // networking tests give every node a namespace of its own).
+            "--no-service-proxy".into(),
+            "--no-dns".into(),
+            "--ingress-http-port=0".into(),
+            "--ingress-https-port=0".into(),
         ];
         let mut c = Cluster {
             server,

@@ -68,6 +68,9 @@ pub struct KubeletConfig {
     pub sync_period: Duration,
     /// The Linux bridge pods are attached to (CNI); [`POD_BRIDGE`] by default.
     pub cni_bridge: String,
+    /// The node's network (bridge, routes, service proxy, DNS, Ingress gateway),
+    /// run when the default runtime is CRI. None: pods get only what CNI gives.
+    pub network: Option<crate::network::NetworkConfig>,
 }
 
 /// How often the runtime is asked again while it does not answer at startup.
@@ -93,10 +96,15 @@ pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
     };
     let node = node::register(&client, &config.node, &version).await?;
     tracing::info!(node = %node.name, ip = %node.node_ip, runtime = %version, pod_cidrs = ?node.pod_cidrs, "node registered");
+    let network = config.network.clone().filter(|_| config.runtime.handler() == "cri");
     if config.runtime.handler() == "cri" {
         let cni = config.data_dir.join("cni");
         crate::runtime::cni::write_conflist(&cni.join("net.d"), &config.cni_bridge, &node.pod_cidrs, &cni.join("ipam"))
             .map_err(|e| anyhow::anyhow!("writing the CNI config under {}: {e}", cni.display()))?;
+    }
+    let mut cluster_dns = config.cluster_dns.clone();
+    if cluster_dns.is_empty() && network.as_ref().is_some_and(|n| n.dns.is_some()) {
+        cluster_dns = crate::network::cluster_dns_address(&client).await.into_iter().collect();
     }
 
     let volumes = Arc::new(volumes::VolumeManager::new(client.clone(), &config.data_dir, &node.name, config.ca_pem.clone()));
@@ -116,7 +124,7 @@ pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
         handlers: config.handlers.clone(),
         host,
         data_dir: config.data_dir.clone(),
-        dns: sandbox::NodeDns::new(config.cluster_dns.clone(), config.cluster_domain.clone()),
+        dns: sandbox::NodeDns::new(cluster_dns, config.cluster_domain.clone()),
         sync_period: config.sync_period,
         clock: backoff::Clock::system(),
     });
@@ -129,6 +137,10 @@ pub async fn run(client: Client, config: KubeletConfig) -> anyhow::Result<()> {
         Ok(())
     });
     tasks.spawn(stream::serve(config.stream.clone(), kubelet.registry()));
+    if let Some(net) = network {
+        let node_net = crate::network::NodeNet { name: node.name.clone(), node_ip: node.node_ip, pod_cidrs: node.pod_cidrs.clone() };
+        tasks.spawn(crate::network::run(client.clone(), net, node_net));
+    }
     tasks.spawn(async move {
         kubelet.run(probe_updates).await;
         Ok(())

@@ -7,7 +7,8 @@
 #     ports);
 #   - a node: containerd, runc and the CNI plugins (containers), busybox-static,
 #     umoci and skopeo (`skiff images build` makes the pause and busybox images
-#     from them, no registry needed), nftables and iproute2 (pod networking).
+#     from them, no registry needed), nftables, iproute2 and conntrack (pod networking and the
+#     service proxy).
 # Safe to run again: it installs only what is missing, and says nothing when
 # nothing is.
 set -euo pipefail
@@ -25,7 +26,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
-for pkg in containerd runc containernetworking-plugins busybox-static umoci skopeo nftables iproute2; do
+for pkg in containerd runc containernetworking-plugins busybox-static umoci skopeo nftables iproute2 conntrack; do
   installed "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -29,6 +29,8 @@ use skiff_store::{EtcdStore, ListOptions, LocalEtcd, SqliteStore, Store};
 mod bench_scheduler;
 #[path = "bench_pods.rs"]
 mod bench_pods;
+#[path = "bench_net.rs"]
+mod bench_net;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -40,6 +42,10 @@ pub enum BenchCommand {
     /// Pods on a real node: create-to-Running/Ready latency against `ctr run`, and
     /// memory (a private containerd, server and kubelet in this process).
     Pods(bench_pods::PodsArgs),
+    /// Service networking: ClusterIP against pod IP, the Ingress gateway against
+    /// haproxy and nginx, proxy rule sync and endpoint-change latency (in network
+    /// namespaces of its own; needs root).
+    Net(bench_net::NetArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -83,6 +89,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Api(args) => api(args).await,
         BenchCommand::Scheduler(args) => bench_scheduler::run(args).await,
         BenchCommand::Pods(args) => bench_pods::run(args).await,
+        BenchCommand::Net(args) => bench_net::run(args).await,
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 pub const DNS_NAMESPACE: &str = "kube-system";
 pub const DNS_SERVICE: &str = "kube-dns";
 /// The `endpointslice.kubernetes.io/managed-by` value of slices agents write.
-pub const AGENT_MANAGER: &str = "skiff.io/agent";
+pub const AGENT_MANAGER: &str = "agent.skiff.io";
 /// Set on Nodes whose agent runs the Ingress gateway (the Ingress status
 /// controller publishes their addresses).
 pub const GATEWAY_LABEL: &str = "ingress.skiff.io/gateway";
@@ -138,6 +138,13 @@ pub async fn run(client: Client, cfg: NetworkConfig, node: NodeNet) -> anyhow::R
     skiff_net::routes::ensure_bridge(&cfg.bridge, gateway, pod_cidr.1)
         .await
         .map_err(|e| anyhow::anyhow!("creating the pod bridge {}: {e}", cfg.bridge))?;
+    // Pods may reach services whose endpoint is on the node's loopback (the API
+    // server of `skiff up` listens on 127.0.0.1): DNAT to 127.0.0.0/8 from the
+    // bridge needs route_localnet there.
+    let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge);
+    if let Err(e) = std::fs::write(&localnet, "1") {
+        tracing::warn!(error = %e, path = %localnet, "pods cannot reach services served on the node's loopback");
+    }
 
     let informers = Informers::new(&client);
     let (tx, rx) = mpsc::unbounded_channel::<Change>();

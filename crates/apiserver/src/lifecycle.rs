@@ -96,6 +96,28 @@ pub async fn bootstrap(app: &App, advertise_ip: &str, port: u16) -> Result<(), S
         }
     })
     .await?;
+    // Its EndpointSlice, which service proxies read (the Endpoints above are for
+    // older clients; the slice is written directly, as kube-apiserver does).
+    let eps = res("discovery.k8s.io", "endpointslices");
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": if advertise_ip.contains(':') { "IPv6" } else { "IPv4" },
+        "endpoints": [{"addresses": [advertise_ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]
+    });
+    app.guaranteed_update(eps, Some("default"), "kubernetes", false, |current| match current {
+        None => Ok(Decision::Write(write::prepare_create(eps, slice.clone(), Some(MANAGER), &meta::now_rfc3339())?)),
+        Some(cur) => {
+            let mut new = cur.clone();
+            for field in ["addressType", "endpoints", "ports"] {
+                new[field] = slice[field].clone();
+            }
+            let new = write::prepare_update(eps, cur, new, Part::Main, Some(MANAGER), &meta::now_rfc3339())?;
+            Ok(handlers::decide_after_update(eps, cur, new))
+        }
+    })
+    .await?;
     Ok(())
 }
 

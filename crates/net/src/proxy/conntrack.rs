@@ -81,7 +81,7 @@ pub trait Conntrack: Send + Sync {
 
 // === impl ConntrackCli ===
 
-/// Runs `conntrack -D …`, optionally inside a network namespace (`ip netns exec`).
+/// Runs `conntrack -D …`, optionally inside a named network namespace (through `nsenter`).
 #[derive(Debug, Default)]
 pub struct ConntrackCli {
     netns: Option<String>,
@@ -108,8 +108,8 @@ impl Conntrack for ConntrackCli {
         let args = filter.args();
         let mut cmd = match &self.netns {
             Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns.as_str(), "conntrack"]);
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", crate::nft::netns_path(ns).display())).arg("conntrack");
                 c
             }
             None => Command::new("conntrack"),
@@ -131,8 +131,8 @@ impl Conntrack for ConntrackCli {
             Ok(out) => out,
         };
         let stderr = String::from_utf8_lossy(&out.stderr);
-        // `ip netns exec` reports a missing program with exit status 255 and a message.
-        if self.netns.is_some() && !out.status.success() && stderr.contains("No such file") {
+        // nsenter reports a missing program with a failed exit status and a message.
+        if self.netns.is_some() && out.status.code() == Some(127) && stderr.contains("failed to execute") {
             self.missing.store(true, Ordering::Relaxed);
             return Err(ConntrackError::Missing);
         }

@@ -389,16 +389,18 @@ fn dispatch_rules(sp: &ServicePortInfo, endpoints: &[Endpoint]) -> Vec<String> {
 
 // === the skeleton ===
 
-/// Base chains: name, type, hook, priority. Filtering runs before DNAT (`dstnat - 10`) so
-/// the source-range firewall sees service addresses, as upstream.
+/// Base chains: name, type, hook, priority. The priorities are the numbers behind `dstnat`
+/// (-100) and `srcnat` (100): nft before 1.0.7 accepts those names only in their standard
+/// hooks. Filtering runs before DNAT (`dstnat - 10`) so the source-range firewall sees
+/// service addresses, as upstream.
 const BASE_CHAINS: [(&str, &str, &str, &str); 7] = [
-    ("filter-prerouting", "filter", "prerouting", "dstnat - 10"),
-    ("filter-input", "filter", "input", "dstnat - 10"),
-    ("filter-forward", "filter", "forward", "dstnat - 10"),
-    ("filter-output", "filter", "output", "dstnat - 10"),
-    ("nat-prerouting", "nat", "prerouting", "dstnat"),
-    ("nat-output", "nat", "output", "dstnat"),
-    ("nat-postrouting", "nat", "postrouting", "srcnat"),
+    ("filter-prerouting", "filter", "prerouting", "-110"),
+    ("filter-input", "filter", "input", "-110"),
+    ("filter-forward", "filter", "forward", "-110"),
+    ("filter-output", "filter", "output", "-110"),
+    ("nat-prerouting", "nat", "prerouting", "-100"),
+    ("nat-output", "nat", "output", "-100"),
+    ("nat-postrouting", "nat", "postrouting", "100"),
 ];
 
 /// Creates (or resets) the proxy's fixed objects and empties its dispatch maps, in one
@@ -658,7 +660,7 @@ mod tests {
     fn client_ip_affinity_uses_a_timed_set_per_endpoint() {
         let sp = first_port(ServiceBuilder::new("ns", "web").session_affinity(Some(300)));
         let e = ep("10.244.0.5", false);
-        let r = render_port(&ctx(), &sp, &[e.clone()]);
+        let r = render_port(&ctx(), &sp, std::slice::from_ref(&e));
         let set = affinity_set(&sp.name, &e);
         let epc = endpoint_chain(&sp.name, &e);
         assert_eq!(r.sets, BTreeMap::from([(set.clone(), 300)]));

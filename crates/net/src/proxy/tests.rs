@@ -81,8 +81,8 @@ async fn init_writes_the_skeleton_in_one_transaction() {
     let scripts = nft.taken();
     assert_eq!(scripts.len(), 1);
     for needle in [
-        "add chain ip skiff nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }",
-        "add chain ip skiff nat-postrouting { type nat hook postrouting priority srcnat; policy accept; }",
+        "add chain ip skiff nat-prerouting { type nat hook prerouting priority -100; policy accept; }",
+        "add chain ip skiff nat-postrouting { type nat hook postrouting priority 100; policy accept; }",
         "add map ip skiff service-ips { type ipv4_addr . inet_proto . inet_service : verdict;",
         "add rule ip skiff nat-output jump services",
         "add rule ip skiff filter-forward ct state new jump endpoints-check",

@@ -176,8 +176,12 @@ pub fn parse_service(svc: &Service) -> Vec<ServicePortInfo> {
     else {
         return Vec::new();
     };
+    // Loopback and unspecified addresses are never taken over: DNAT in the output
+    // hook would capture the node's own local services (a node registered with a
+    // loopback address hands it out as a load-balancer address).
+    let routable = |ip: &Ipv4Addr| !ip.is_loopback() && !ip.is_unspecified();
     let external_ips: Vec<Ipv4Addr> = dedup(
-        spec.external_ips.iter().flatten().filter_map(|ip| ip.trim().parse().ok()).collect(),
+        spec.external_ips.iter().flatten().filter_map(|ip| ip.trim().parse().ok()).filter(routable).collect(),
     );
     let load_balancer_ips: Vec<Ipv4Addr> = if type_ == "LoadBalancer" {
         dedup(
@@ -189,6 +193,7 @@ pub fn parse_service(svc: &Service) -> Vec<ServicePortInfo> {
                 .flatten()
                 .filter(|ing| ing.ip_mode.as_deref() != Some("Proxy"))
                 .filter_map(|ing| ing.ip.as_deref()?.trim().parse().ok())
+                .filter(routable)
                 .collect(),
         )
     } else {
@@ -477,6 +482,20 @@ mod tests {
         assert_eq!(port_info(np).node_port, 30080);
         let cip = ServiceBuilder::new("ns", "a").port("http", 80, "TCP").node_port(30080);
         assert_eq!(port_info(cip).node_port, 0);
+    }
+
+    #[test]
+    fn loopback_load_balancer_and_external_ips_are_left_alone() {
+        let svc = ServiceBuilder::new("default", "web")
+            .type_("LoadBalancer")
+            .port("http", 80, "TCP")
+            .external_ip("127.0.0.1")
+            .external_ip("192.0.2.7")
+            .lb_ingress("127.0.0.1", None)
+            .lb_ingress("192.0.2.8", None);
+        let info = port_info(svc);
+        assert_eq!(info.external_ips, vec![Ipv4Addr::new(192, 0, 2, 7)]);
+        assert_eq!(info.load_balancer_ips, vec![Ipv4Addr::new(192, 0, 2, 8)]);
     }
 
     #[test]

@@ -95,18 +95,6 @@ fn images() -> PathBuf {
     dir
 }
 
-/// Whether `skiff <command> --help` lists `flag`; flags of the networking
-/// components are passed only once the binary has them.
-fn has_flag(command: &str, flag: &str) -> bool {
-    static HELP: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
-    let mut cache = HELP.lock().unwrap_or_else(|e| e.into_inner());
-    if !cache.iter().any(|(c, _)| c == command) {
-        let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args([command, "--help"]).output().expect("skiff --help");
-        cache.push((command.to_string(), String::from_utf8_lossy(&out.stdout).into_owned()));
-    }
-    cache.iter().find(|(c, _)| c == command).is_some_and(|(_, help)| help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")))
-}
-
 /// Runs a command, returns its output; never hangs for longer than `timeout`.
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
@@ -295,10 +283,8 @@ impl Cluster {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
         cmd.args(["server", "--data-dir"])
             .arg(data.path())
-            .args(["--listen", &format!("10.250.{}.1:0", self.n), "--service-cidr", &self.service_cidr]);
-        if has_flag("server", "--cluster-cidr") {
-            cmd.args(["--cluster-cidr", &self.cluster_cidr]);
-        }
+            .args(["--listen", &format!("10.250.{}.1:0", self.n)])
+            .args(["--service-cidr", &self.service_cidr, "--cluster-cidr", &self.cluster_cidr]);
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
         let mut child = cmd.env("SKIFF_LOG", "warn").stdout(Stdio::piped()).stderr(log).spawn().expect("starting skiff server");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -379,26 +365,18 @@ impl Cluster {
             &self.nodes[i].pod_bridge,
             "--cluster-dns",
             &self.cluster_dns,
+            "--cluster-cidr",
+            &self.cluster_cidr,
+            "--dns-upstream",
+            "none",
+            "--ingress-http-port",
+            &INGRESS_HTTP_PORT.to_string(),
+            "--ingress-https-port",
+            &INGRESS_HTTPS_PORT.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let network_flags = [
-            ("--cluster-cidr", self.cluster_cidr.clone()),
-            ("--dns-upstream", "none".to_string()),
-            ("--ingress-http-port", INGRESS_HTTP_PORT.to_string()),
-            ("--ingress-https-port", INGRESS_HTTPS_PORT.to_string()),
-        ];
-        for (flag, value) in network_flags {
-            if has_flag("agent", flag) {
-                args.extend([flag.to_string(), value]);
-            }
-        }
-        if !has_flag("agent", "--cluster-cidr") {
-            // An agent that does not know the cluster CIDR picks its pod CIDR from
-            // 10.244.0.0/16 itself: each node asks for one of this cluster's.
-            args.extend(["--pod-cidr".to_string(), format!("10.{}.{i}.0/24", 160 + n as u16)]);
-        }
         args.extend(agent_flags.iter().map(|s| s.to_string()));
         self.nodes[i].agent_args = args;
         self.start_agent(i);

@@ -14,13 +14,20 @@
 //! key first owns the address. The watch cache only proposes candidates, and keeps
 //! refusing addresses that stored Services visibly hold.
 //!
-//! Nothing is released when a Service goes away or stops using an address. Instead, a
-//! reservation whose owner no longer holds the address is *stale*: an explicit request
-//! for the address takes it over, and the [`repair`] pass that the leader runs deletes
-//! it. Since a create reserves before it writes, "the owner does not exist" is only
-//! conclusive once the owner was seen stored (the reservation is then marked
-//! `confirmed`) or once the reservation is older than [`STALE_AFTER`]; until then a
-//! create in flight on another server may still write it, and must not be robbed.
+//! An update reserves the addresses its new version needs and the stored one does not
+//! hold (node ports when the type comes to need them, a changed node port, a cluster
+//! IP for a former ExternalName), and gives them back if the write fails. Those the
+//! new version stops holding are released once it is stored, as upstream releases
+//! them only when the update has succeeded (see [`update_service`]).
+//!
+//! Nothing is released when a Service goes away, or when releasing after an update
+//! fails. Instead, a reservation whose owner no longer holds the address is *stale*:
+//! an explicit request for the address takes it over, and the [`repair`] pass that the
+//! leader runs deletes it. Since a create reserves before it writes, "the owner does
+//! not exist" is only conclusive once the owner was seen stored (the reservation is
+//! then marked `confirmed`) or once the reservation is older than [`STALE_AFTER`];
+//! until then a create in flight on another server may still write it, and must not be
+//! robbed.
 //!
 //! `App::alloc_lock` still serializes the allocations of one server, which keeps its
 //! own creates from competing for the same keys.
@@ -37,7 +44,8 @@ use serde_json::{json, Value};
 use skiff_api::{resources, Cause, ResourceInfo, StatusError};
 use skiff_store::{KeyValue, ListOptions, StoreError};
 
-use crate::app::{store_error, App};
+use crate::app::{encode_for_store, store_error, App, Decision, Written};
+use crate::write;
 
 /// Where reservations live. No watch cache covers it (no resource group is named
 /// `skiff.io`), so reservations never show up as API objects.
@@ -114,7 +122,8 @@ impl fmt::Display for Slot {
     }
 }
 
-/// The cluster IPs and node ports a Service holds.
+/// The cluster IPs and node ports (the health check node port among them) a Service
+/// holds.
 fn held_by(svc: &Value) -> Vec<Slot> {
     let mut out = Vec::new();
     let mut add = |s: Slot| {
@@ -129,9 +138,12 @@ fn held_by(svc: &Value) -> Vec<Slot> {
         }
     }
     for p in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
+        if let Some(n) = p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
             add(Slot::NodePort(n));
         }
+    }
+    if let Some(n) = svc.pointer("/spec/healthCheckNodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
+        add(Slot::NodePort(n));
     }
     out
 }
@@ -408,12 +420,13 @@ async fn settle(app: App, owner: Record, made: Vec<(Slot, i64)>) {
 
 // === allocation ===
 
-/// Fills in `spec.clusterIP(s)` and node ports of a new Service (whose uid is set),
-/// reserving each address in the datastore. Keep the returned [`Reservations`] until
-/// the Service is written or the create failed. A dry run reserves nothing.
+/// Fills in `spec.clusterIP(s)`, node ports and the health check node port of a new
+/// Service (whose uid is set), reserving each address in the datastore. Keep the
+/// returned [`Reservations`] until the Service is written or the create failed. A dry
+/// run reserves nothing.
 pub async fn allocate_service(app: &App, mut svc: Value, dry_run: bool) -> Result<(Value, Reservations), StatusError> {
     let mut held = Reservations::for_service(app, &svc, dry_run);
-    match assign(app, &mut svc, &mut held).await {
+    match assign(app, &mut svc, None, &mut held).await {
         Ok(()) => Ok((svc, held)),
         Err(e) => {
             held.release().await;
@@ -443,66 +456,367 @@ fn port_candidates((lo, hi): (u16, u16), taken: &HashSet<i64>) -> impl Iterator<
     (0..span).map(move |k| lo as i64 + (start + k) % span).filter(move |n| !taken.contains(n)).map(Slot::NodePort)
 }
 
-async fn assign(app: &App, svc: &mut Value, held: &mut Reservations) -> Result<(), StatusError> {
-    let name = svc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-    let typ = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
-    let mut seen = Seen::read(app, false);
-    let cidr = app.settings.service_cidr;
-    if typ != "ExternalName" {
-        match svc.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from) {
-            Some(ip) if ip == "None" => {}
-            Some(ip) if !ip.is_empty() => {
-                let parsed: Ipv4Addr = ip.parse().map_err(|_| {
-                    StatusError::invalid("", "Service", &name, vec![Cause::invalid("spec.clusterIPs[0]", &json!(ip), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")])
-                })?;
-                if !in_cidr(parsed, cidr) {
-                    return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid("spec.clusterIPs", &json!([ip]), format!("failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}", cidr.0, cidr.1))]));
-                }
-                let slot = Slot::ClusterIp(parsed);
-                if seen.holds(app, slot).await? || !held.claim(slot).await? {
-                    return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid("spec.clusterIPs", &json!([ip]), format!("failed to allocate IP {ip}: provided IP is already allocated"))]));
-                }
-                svc["spec"]["clusterIPs"] = json!([ip]);
+/// One Service's allocation: the stored version it replaces (none on create), and
+/// what it holds so far.
+struct Assignment<'a> {
+    app: &'a App,
+    name: String,
+    /// What the stored version holds: kept without a second reservation.
+    kept: HashSet<Slot>,
+    seen: Seen,
+    /// The node ports the Service holds once done (one number may serve several of
+    /// its ports: the TCP and UDP sides of one port).
+    own: HashSet<i64>,
+}
+
+impl Assignment<'_> {
+    fn invalid(&self, field: impl Into<String>, value: &Value, message: impl AsRef<str>) -> StatusError {
+        StatusError::invalid("", "Service", &self.name, vec![Cause::invalid(field, value, message)])
+    }
+
+    fn out_of_range(&self, n: i64) -> Option<String> {
+        let (lo, hi) = self.app.settings.node_port_range;
+        (!(lo as i64..=hi as i64).contains(&n)).then(|| format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"))
+    }
+
+    /// Reserves a node port the client asked for, unless the Service already holds it.
+    /// `Err` carries why it cannot have it.
+    async fn claim_node_port(&mut self, held: &mut Reservations, n: i64) -> Result<Result<(), String>, StatusError> {
+        let slot = Slot::NodePort(n);
+        if self.own.contains(&n) || self.kept.contains(&slot) {
+            self.own.insert(n);
+            return Ok(Ok(()));
+        }
+        if let Some(why) = self.out_of_range(n) {
+            return Ok(Err(why));
+        }
+        if self.seen.holds(self.app, slot).await? || !held.claim(slot).await? {
+            return Ok(Err("provided port is already allocated".into()));
+        }
+        self.own.insert(n);
+        Ok(Ok(()))
+    }
+
+    /// Reserves any free node port.
+    async fn any_node_port(&mut self, held: &mut Reservations) -> Result<Option<i64>, StatusError> {
+        let range = self.app.settings.node_port_range;
+        loop {
+            let taken: HashSet<i64> = self.seen.ports.union(&self.own).copied().collect();
+            if let Some(Slot::NodePort(n)) = held.reserve_any(NODE_PORTS, || port_candidates(range, &taken)).await? {
+                self.own.insert(n);
+                return Ok(Some(n));
             }
-            _ => {
-                let ip = match held.reserve_any(CLUSTER_IPS, || ip_candidates(cidr, &seen.ips)).await? {
-                    Some(Slot::ClusterIp(ip)) => ip,
-                    _ => return Err(StatusError::internal("failed to allocate a serviceIP: range is full")),
-                };
-                svc["spec"]["clusterIP"] = json!(ip.to_string());
-                svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
+            if !self.catch_up().await? {
+                return Ok(None);
             }
         }
     }
+
+    /// Reserves any free cluster IP.
+    async fn any_cluster_ip(&mut self, held: &mut Reservations) -> Result<Option<Ipv4Addr>, StatusError> {
+        let cidr = self.app.settings.service_cidr;
+        loop {
+            if let Some(Slot::ClusterIp(ip)) = held.reserve_any(CLUSTER_IPS, || ip_candidates(cidr, &self.seen.ips)).await? {
+                return Ok(Some(ip));
+            }
+            if !self.catch_up().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Before calling a range full: a cache that may lag can still show addresses as
+    /// held that were given up a moment ago through another server. `false` if the
+    /// cache was up to date already.
+    async fn catch_up(&mut self) -> Result<bool, StatusError> {
+        if self.seen.synced {
+            return Ok(false);
+        }
+        self.app.sync_cache(services()).await?;
+        self.seen = Seen::read(self.app, true);
+        Ok(true)
+    }
+}
+
+/// Allocates what `svc` needs and does not hold yet (`old`: the stored version it
+/// replaces). Upstream's `allocateCreate` and `allocateUpdate`, over reservations.
+async fn assign(app: &App, svc: &mut Value, old: Option<&Value>, held: &mut Reservations) -> Result<(), StatusError> {
+    let name = svc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let typ = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let kept = old.map(held_by).unwrap_or_default().into_iter().collect();
+    let mut a = Assignment { app, name, kept, seen: Seen::read(app, false), own: HashSet::new() };
+    if typ != "ExternalName" {
+        assign_cluster_ip(&mut a, svc, held).await?;
+    }
     if matches!(typ.as_str(), "NodePort" | "LoadBalancer") {
-        let (lo, hi) = app.settings.node_port_range;
-        // This Service's own node ports, so that it never gets one twice.
-        let mut own = HashSet::new();
-        let count = svc.pointer("/spec/ports").and_then(Value::as_array).map_or(0, Vec::len);
-        for i in 0..count {
-            match svc["spec"]["ports"][i].get("nodePort").and_then(Value::as_i64) {
-                Some(n) => {
-                    if n < lo as i64 || n > hi as i64 {
-                        return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid(format!("spec.ports[{i}].nodePort"), &json!(n), format!("provided port is not in the valid range. The range of valid ports is {lo}-{hi}"))]));
-                    }
-                    let slot = Slot::NodePort(n);
-                    if !own.insert(n) || seen.holds(app, slot).await? || !held.claim(slot).await? {
-                        return Err(StatusError::invalid("", "Service", &name, vec![Cause::invalid(format!("spec.ports[{i}].nodePort"), &json!(n), "provided port is already allocated")]));
-                    }
+        assign_node_ports(&mut a, svc, old.is_none(), held).await?;
+    }
+    if write::service::needs_health_check(svc) {
+        assign_health_check_node_port(&mut a, svc, held).await?;
+    }
+    Ok(())
+}
+
+async fn assign_cluster_ip(a: &mut Assignment<'_>, svc: &mut Value, held: &mut Reservations) -> Result<(), StatusError> {
+    let cidr = a.app.settings.service_cidr;
+    match svc.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from) {
+        Some(ip) if ip == "None" => {}
+        Some(ip) if !ip.is_empty() => {
+            let parsed: Ipv4Addr = ip.parse().map_err(|_| a.invalid("spec.clusterIPs[0]", &json!(ip), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))?;
+            let slot = Slot::ClusterIp(parsed);
+            if !a.kept.contains(&slot) {
+                if !in_cidr(parsed, cidr) {
+                    let why = format!("failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}", cidr.0, cidr.1);
+                    return Err(a.invalid("spec.clusterIPs", &json!([ip]), why));
                 }
-                None => {
-                    let taken: HashSet<i64> = seen.ports.union(&own).copied().collect();
-                    let n = match held.reserve_any(NODE_PORTS, || port_candidates((lo, hi), &taken)).await? {
-                        Some(Slot::NodePort(n)) => n,
-                        _ => return Err(StatusError::internal("failed to allocate a nodePort: range is full")),
-                    };
-                    own.insert(n);
-                    svc["spec"]["ports"][i]["nodePort"] = json!(n);
+                if a.seen.holds(a.app, slot).await? || !held.claim(slot).await? {
+                    return Err(a.invalid("spec.clusterIPs", &json!([ip]), format!("failed to allocate IP {ip}: provided IP is already allocated")));
                 }
             }
+            svc["spec"]["clusterIPs"] = json!([ip]);
+        }
+        _ => {
+            let Some(ip) = a.any_cluster_ip(held).await? else {
+                return Err(StatusError::internal("failed to allocate a serviceIP: range is full"));
+            };
+            svc["spec"]["clusterIP"] = json!(ip.to_string());
+            svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
         }
     }
     Ok(())
+}
+
+/// Node ports for every port without one, unless a LoadBalancer asked for none
+/// (`allocateLoadBalancerNodePorts: false`; node ports asked for are still honoured).
+/// On create, the ports of one number share a node port, as upstream's create does.
+async fn assign_node_ports(a: &mut Assignment<'_>, svc: &mut Value, create: bool, held: &mut Reservations) -> Result<(), StatusError> {
+    let allocate_new = svc.pointer("/spec/allocateLoadBalancerNodePorts").and_then(Value::as_bool) != Some(false);
+    let ports: Vec<Value> = svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    let number = |p: &Value| p.get("port").and_then(Value::as_i64).unwrap_or(0);
+    let node_port = |p: &Value| p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0);
+    let mut by_number: HashMap<i64, i64> = HashMap::new();
+    for (i, port) in ports.iter().enumerate() {
+        let mut wanted = node_port(port);
+        if wanted.is_none() && create {
+            let n = number(port);
+            wanted = by_number.get(&n).copied().or_else(|| ports.iter().filter(|p| number(p) == n).find_map(node_port));
+        }
+        let n = match wanted {
+            Some(n) => {
+                if let Err(why) = a.claim_node_port(held, n).await? {
+                    return Err(a.invalid(format!("spec.ports[{i}].nodePort"), &json!(n), why));
+                }
+                n
+            }
+            None if !allocate_new => continue,
+            None => match a.any_node_port(held).await? {
+                Some(n) => n,
+                None => return Err(StatusError::internal("failed to allocate a nodePort: range is full")),
+            },
+        };
+        by_number.insert(number(port), n);
+        svc["spec"]["ports"][i]["nodePort"] = json!(n);
+    }
+    Ok(())
+}
+
+/// The health check node port of a LoadBalancer with the Local traffic policy: the one
+/// asked for, the one the Service has, or a new one.
+async fn assign_health_check_node_port(a: &mut Assignment<'_>, svc: &mut Value, held: &mut Reservations) -> Result<(), StatusError> {
+    match svc.pointer("/spec/healthCheckNodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
+        Some(n) => {
+            // Shared with one of the Service's own ports is as taken as anyone else's.
+            let result = if a.own.contains(&n) { Err("provided port is already allocated".into()) } else { a.claim_node_port(held, n).await? };
+            if let Err(why) = result {
+                return Err(StatusError::internal(format!("failed to allocate requested HealthCheck NodePort {n}: {why}")));
+            }
+        }
+        None => match a.any_node_port(held).await? {
+            Some(n) => svc["spec"]["healthCheckNodePort"] = json!(n),
+            None => return Err(StatusError::internal("failed to allocate a HealthCheck NodePort: range is full")),
+        },
+    }
+    Ok(())
+}
+
+// === update ===
+
+/// What a Service update changes in the allocations, between allocating and writing.
+struct Change {
+    /// The new addresses, reserved.
+    reservations: Reservations,
+    /// Reservations of addresses the stored version holds and the new one does not,
+    /// as read before the write: released once the update is stored.
+    released: Vec<(Slot, Record, i64)>,
+}
+
+impl Change {
+    /// The update was stored: the old addresses go.
+    async fn commit(mut self, app: &App) {
+        for (slot, record, rev) in std::mem::take(&mut self.released) {
+            release_reservation(app, slot, &record, rev).await;
+        }
+        // Dropping the reservations confirms them.
+    }
+
+    /// The update was not stored: the new addresses go, the old ones stay.
+    async fn revert(mut self) {
+        self.reservations.release().await;
+    }
+}
+
+/// Allocates what the update of `old` to `new` needs, and finds what it will release.
+async fn allocate_update(app: &App, old: &Value, mut new: Value, dry_run: bool) -> Result<(Value, Change), StatusError> {
+    let mut held = Reservations::for_service(app, &new, dry_run);
+    if let Err(e) = assign(app, &mut new, Some(old), &mut held).await {
+        held.release().await;
+        return Err(e);
+    }
+    let mut change = Change { reservations: held, released: Vec::new() };
+    if dry_run {
+        return Ok((new, change));
+    }
+    let still = held_by(&new);
+    let uid = old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    for slot in held_by(old).into_iter().filter(|s| !still.contains(s) && s.in_range(app)) {
+        let kv = match app.store.get(&slot.key()).await {
+            Ok(kv) => kv,
+            Err(e) => {
+                let e = change.reservations.error(e);
+                change.revert().await;
+                return Err(e);
+            }
+        };
+        // Not reserved, or reserved for another Service (which the repair pass
+        // reports): nothing to release.
+        if let Some((record, kv)) = kv.and_then(|kv| Some((Record::decode(&kv)?, kv))).filter(|(r, _)| r.uid == uid) {
+            change.released.push((slot, record, kv.mod_revision));
+        }
+    }
+    Ok((new, change))
+}
+
+/// Deletes the reservation `record` of `slot`, read at `rev`, unless someone has made
+/// it theirs since. Settling (confirming) the same reservation changes its revision
+/// but not whose it is; a takeover writes a new record.
+async fn release_reservation(app: &App, slot: Slot, record: &Record, mut rev: i64) {
+    let key = slot.key();
+    for _ in 0..4 {
+        match app.store.delete(&key, Some(rev)).await {
+            Ok(_) => {
+                tracing::debug!(%slot, "released");
+                return;
+            }
+            Err(StoreError::Conflict { .. }) => match app.store.get(&key).await {
+                Ok(Some(kv)) if Record::decode(&kv).is_some_and(|r| r.as_confirmed() == record.as_confirmed()) => rev = kv.mod_revision,
+                _ => return,
+            },
+            Err(StoreError::NotFound { .. }) => return,
+            Err(e) => {
+                tracing::debug!(%slot, error = %e, "releasing a reservation failed; the repair pass will");
+                return;
+            }
+        }
+    }
+}
+
+/// [`App::guaranteed_update`], with what Services need besides (see
+/// [`update_service`]): how the handlers update objects of any resource.
+pub async fn guaranteed_update<F>(app: &App, res: &ResourceInfo, namespace: Option<&str>, name: &str, dry_run: bool, decide: F) -> Result<Written, StatusError>
+where
+    F: FnMut(Option<&Value>) -> Result<Decision, StatusError>,
+{
+    if res.group.is_empty() && res.kind == "Service" {
+        update_service(app, namespace, name, dry_run, decide).await
+    } else {
+        app.guaranteed_update(res, namespace, name, dry_run, decide).await
+    }
+}
+
+/// Read-modify-write of a Service, as [`App::guaranteed_update`], that also allocates
+/// what the new version needs and does not hold (node ports and a health check node
+/// port when the type comes to need them, a cluster IP when it stops being an
+/// ExternalName, a node port the client changed) and releases what it stops holding.
+///
+/// As upstream, allocation runs after `decide` (which defaults and validates), new
+/// addresses are reserved before the write and given back if the write fails, and the
+/// old ones are released only once the new version is stored. Every attempt starts
+/// from a consistent read, since allocation must judge the version it replaces.
+pub async fn update_service<F>(app: &App, namespace: Option<&str>, name: &str, dry_run: bool, mut decide: F) -> Result<Written, StatusError>
+where
+    F: FnMut(Option<&Value>) -> Result<Decision, StatusError>,
+{
+    let res = services();
+    let key = res.key(namespace, name);
+    let with_revision = |mut v: Value, kv: &KeyValue| {
+        skiff_api::meta::set_resource_version(&mut v, kv.mod_revision);
+        v
+    };
+    for _ in 0..16 {
+        let current = app.read(res, namespace, name).await?;
+        let decision = decide(current.as_ref().map(|(v, _)| v))?;
+        let (new, old, kv) = match (decision, current) {
+            (Decision::Keep(v), _) => return Ok(Written::Unchanged(v)),
+            (Decision::Delete, None) => return Err(StatusError::not_found(res.group, res.plural, name)),
+            (Decision::Delete, Some((old, kv))) => {
+                if dry_run {
+                    return Ok(Written::Deleted(old));
+                }
+                match app.store.delete(&key, Some(kv.mod_revision)).await {
+                    Ok(d) => return Ok(Written::Deleted(with_revision(old, &d))),
+                    Err(e) if gone_or_changed(&e) => continue,
+                    Err(e) => return Err(store_error(res, name, e)),
+                }
+            }
+            (Decision::Write(new), None) => {
+                let _guard = app.alloc_lock.lock().await;
+                let (new, _reservations) = allocate_service(app, new, dry_run).await?;
+                if dry_run {
+                    return Ok(Written::Created(new));
+                }
+                match app.store.create(&key, encode_for_store(res, &new)).await {
+                    Ok(kv) => return Ok(Written::Created(with_revision(new, &kv))),
+                    Err(StoreError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(store_error(res, name, e)),
+                }
+            }
+            (Decision::Write(new), Some((old, kv))) => (new, old, kv),
+        };
+        if new.get("spec") == old.get("spec") {
+            // Metadata or status alone: nothing to allocate or release.
+            if dry_run {
+                return Ok(Written::Updated(with_revision(new, &kv)));
+            }
+            match app.store.update(&key, encode_for_store(res, &new), kv.mod_revision).await {
+                Ok(stored) => return Ok(Written::Updated(with_revision(new, &stored))),
+                Err(e) if gone_or_changed(&e) => continue,
+                Err(e) => return Err(store_error(res, name, e)),
+            }
+        }
+        let _guard = app.alloc_lock.lock().await;
+        let (new, change) = allocate_update(app, &old, new, dry_run).await?;
+        if dry_run {
+            // A dry run reports the version the object has now, as upstream.
+            return Ok(Written::Updated(with_revision(new, &kv)));
+        }
+        match app.store.update(&key, encode_for_store(res, &new), kv.mod_revision).await {
+            Ok(stored) => {
+                if !change.reservations.made.is_empty() {
+                    // Make the allocation visible before the next allocation runs.
+                    let _ = app.cache(res).wait_for(stored.mod_revision, Duration::from_secs(5)).await;
+                }
+                change.commit(app).await;
+                return Ok(Written::Updated(with_revision(new, &stored)));
+            }
+            Err(e) => {
+                change.revert().await;
+                if !gone_or_changed(&e) {
+                    return Err(store_error(res, name, e));
+                }
+            }
+        }
+    }
+    Err(StatusError::conflict(res.group, res.plural, name, "too many concurrent writers; please try again"))
 }
 
 // === repair ===
@@ -762,12 +1076,13 @@ mod tests {
         assert_eq!(cause_message(&e), format!("Invalid value: [\"{ip}\"]: failed to allocate IP {ip}: provided IP is already allocated"));
         assert_eq!(e.causes[0].field, "spec.clusterIPs");
 
-        let e = create(&s.apps[1], with_address(service("clash"), "10.0.0.200".parse().unwrap(), Some(port))).await.unwrap_err();
+        let free: Ipv4Addr = if ip.octets()[3] == 200 { "10.0.0.201" } else { "10.0.0.200" }.parse().unwrap();
+        let e = create(&s.apps[1], with_address(service("clash"), free, Some(port))).await.unwrap_err();
         assert_eq!(e.code, 422);
         assert_eq!(cause_message(&e), format!("Invalid value: {port}: provided port is already allocated"));
         assert_eq!(e.causes[0].field, "spec.ports[0].nodePort");
         // The refused create gave back the address it had reserved.
-        eventually("the refused create's reservation is released", || async { reservation(&s.apps[0], Slot::ClusterIp("10.0.0.200".parse().unwrap())).await.is_none() }).await;
+        eventually("the refused create's reservation is released", || async { reservation(&s.apps[0], Slot::ClusterIp(free)).await.is_none() }).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -816,7 +1131,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_create_that_fails_after_reserving_releases_what_it_reserved() {
         let s = servers(2, crowded()).await;
-        create(&s.apps[0], service("web")).await.unwrap();
+        // Addresses of its own, so that the second create fails for its name alone.
+        create(&s.apps[0], with_address(service("web"), "10.0.0.69".parse().unwrap(), Some(30069))).await.unwrap();
         let ip: Ipv4Addr = "10.0.0.70".parse().unwrap();
         let e = create(&s.apps[1], with_address(service("web"), ip, Some(30070))).await.unwrap_err();
         assert_eq!(e.code, 409, "{e:?}");
@@ -868,5 +1184,193 @@ mod tests {
         let svc = handlers::create_object(&s.apps[0], services(), service("web"), "test", true).await.unwrap();
         assert!(reservation(&s.apps[0], Slot::ClusterIp(ip_of(&svc))).await.is_none());
         assert!(reservation(&s.apps[0], Slot::NodePort(node_port_of(&svc))).await.is_none());
+    }
+
+    // === updates ===
+
+    /// A node port range of one port: whatever holds it, nobody else can have one.
+    fn one_node_port() -> Settings {
+        Settings { node_port_range: (30000, 30000), ..crowded() }
+    }
+
+    fn typed(name: &str, typ: &str) -> Value {
+        let mut svc = service(name);
+        svc["spec"]["type"] = json!(typ);
+        svc
+    }
+
+    /// An update of `name` as the handlers make it: `change` applied to the stored
+    /// version, then the update strategy, defaults and validation.
+    async fn update(app: &App, name: &str, change: impl Fn(&mut Value)) -> Result<Value, StatusError> {
+        let written = update_service(app, Some("default"), name, false, |current| {
+            let current = current.expect("the Service exists");
+            let mut new = current.clone();
+            change(&mut new);
+            Ok(Decision::Write(write::prepare_update(services(), current, new, write::Part::Main, Some("test"), &meta::now_rfc3339())?))
+        })
+        .await?;
+        match written {
+            Written::Updated(v) => Ok(v),
+            _ => panic!("the update was not written"),
+        }
+    }
+
+    fn set_type(typ: &'static str) -> impl Fn(&mut Value) {
+        move |svc| svc["spec"]["type"] = json!(typ)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_type_change_to_node_port_reserves_the_new_node_ports_for_the_service() {
+        let s = servers(1, crowded()).await;
+        let web = create(&s.apps[0], typed("web", "ClusterIP")).await.unwrap();
+        assert!(web["spec"]["ports"][0].get("nodePort").is_none());
+
+        let web = update(&s.apps[0], "web", set_type("NodePort")).await.unwrap();
+        let uid = uid_of(&web);
+        eventually("the new node port's reservation is confirmed", || confirmed(&s.apps[0], Slot::NodePort(node_port_of(&web)), &uid)).await;
+        // The cluster IP it had is still its own.
+        assert!(confirmed(&s.apps[0], Slot::ClusterIp(ip_of(&web)), &uid).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn addresses_an_update_stops_using_are_released_once_it_is_stored() {
+        let s = servers(1, crowded()).await;
+        let mut lb = typed("web", "LoadBalancer");
+        lb["spec"]["externalTrafficPolicy"] = json!("Local");
+        let web = create(&s.apps[0], lb).await.unwrap();
+        let (ip, port, uid) = (ip_of(&web), node_port_of(&web), uid_of(&web));
+        let hc = web["spec"]["healthCheckNodePort"].as_i64().expect("a LoadBalancer with the Local policy has a health check port");
+        assert_ne!(hc, port);
+        for slot in [Slot::ClusterIp(ip), Slot::NodePort(port), Slot::NodePort(hc)] {
+            eventually("the reservations are confirmed", || confirmed(&s.apps[0], slot, &uid)).await;
+        }
+
+        let web = update(&s.apps[0], "web", set_type("ClusterIP")).await.unwrap();
+        assert!(web["spec"]["ports"][0].get("nodePort").is_none() && web["spec"].get("healthCheckNodePort").is_none(), "{web}");
+        assert!(reservation(&s.apps[0], Slot::NodePort(port)).await.is_none());
+        assert!(reservation(&s.apps[0], Slot::NodePort(hc)).await.is_none());
+        assert!(confirmed(&s.apps[0], Slot::ClusterIp(ip), &uid).await);
+
+        update(&s.apps[0], "web", |svc| {
+            svc["spec"]["type"] = json!("ExternalName");
+            svc["spec"]["externalName"] = json!("example.com");
+        })
+        .await
+        .unwrap();
+        assert!(reservation(&s.apps[0], Slot::ClusterIp(ip)).await.is_none());
+        // Nothing is left for the repair pass.
+        assert_eq!(repair(&s.apps[0], Duration::ZERO).await.unwrap(), Repaired::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_released_node_port_is_handed_out_again() {
+        let s = servers(2, one_node_port()).await;
+        let first = create(&s.apps[0], typed("first", "NodePort")).await.unwrap();
+        assert_eq!(node_port_of(&first), 30000);
+        let e = create(&s.apps[1], typed("second", "NodePort")).await.unwrap_err();
+        assert_eq!(e.code, 500, "{e:?}");
+
+        update(&s.apps[0], "first", set_type("ClusterIP")).await.unwrap();
+        let second = create(&s.apps[1], typed("second", "NodePort")).await.unwrap();
+        assert_eq!(node_port_of(&second), 30000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_update_that_loses_a_race_gives_back_what_it_reserved_and_tries_again() {
+        let s = servers(1, one_node_port()).await;
+        create(&s.apps[0], typed("web", "ClusterIP")).await.unwrap();
+        let key = services().key(Some("default"), "web");
+        let store = s.apps[0].store.clone();
+        let mut attempts = 0;
+        let written = update_service(&s.apps[0], Some("default"), "web", false, |current| {
+            let current = current.unwrap();
+            attempts += 1;
+            if attempts == 1 {
+                // Another writer gets in between this read and the write.
+                let (store, key) = (store.clone(), key.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    rt.block_on(async {
+                        let kv = store.get(&key).await.unwrap().unwrap();
+                        let mut v: Value = serde_json::from_slice(&kv.value).unwrap();
+                        v["metadata"]["labels"] = json!({"touched": "yes"});
+                        store.update(&key, Bytes::from(serde_json::to_vec(&v).unwrap()), kv.mod_revision).await.unwrap();
+                    })
+                })
+                .join()
+                .unwrap();
+            }
+            let mut new = current.clone();
+            new["spec"]["type"] = json!("NodePort");
+            Ok(Decision::Write(write::prepare_update(services(), current, new, write::Part::Main, Some("test"), &meta::now_rfc3339())?))
+        })
+        .await
+        .unwrap();
+        assert_eq!(attempts, 2);
+        // The only node port there is was reserved by the first attempt: had it kept
+        // it, the second would have found the range full.
+        let Written::Updated(web) = written else { panic!("not updated") };
+        assert_eq!(node_port_of(&web), 30000);
+        assert_eq!(web["metadata"]["labels"]["touched"], "yes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_node_port_change_keeps_the_port_the_service_had() {
+        let s = servers(2, crowded()).await;
+        let web = create(&s.apps[0], with_address(service("web"), "10.0.0.90".parse().unwrap(), Some(30090))).await.unwrap();
+        create(&s.apps[0], with_address(service("busy"), "10.0.0.91".parse().unwrap(), Some(30091))).await.unwrap();
+        let uid = uid_of(&web);
+        eventually("the reservation is confirmed", || confirmed(&s.apps[0], Slot::NodePort(30090), &uid)).await;
+
+        let e = update(&s.apps[1], "web", |svc| svc["spec"]["ports"][0]["nodePort"] = json!(30091)).await.unwrap_err();
+        assert_eq!(cause_message(&e), "Invalid value: 30091: provided port is already allocated");
+        assert_eq!(e.causes[0].field, "spec.ports[0].nodePort");
+        assert!(confirmed(&s.apps[0], Slot::NodePort(30090), &uid).await);
+
+        // A free one is taken, and the old one released.
+        let web = update(&s.apps[1], "web", |svc| svc["spec"]["ports"][0]["nodePort"] = json!(30092)).await.unwrap();
+        assert_eq!(node_port_of(&web), 30092);
+        assert!(reservation(&s.apps[0], Slot::NodePort(30090)).await.is_none());
+        eventually("the new reservation is confirmed", || confirmed(&s.apps[0], Slot::NodePort(30092), &uid)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dry_run_update_reserves_and_releases_nothing() {
+        let s = servers(1, crowded()).await;
+        let web = create(&s.apps[0], typed("web", "NodePort")).await.unwrap();
+        let (port, uid) = (node_port_of(&web), uid_of(&web));
+        eventually("the reservation is confirmed", || confirmed(&s.apps[0], Slot::NodePort(port), &uid)).await;
+        let written = update_service(&s.apps[0], Some("default"), "web", true, |current| {
+            let current = current.unwrap();
+            let mut new = current.clone();
+            new["spec"]["type"] = json!("LoadBalancer");
+            new["spec"]["externalTrafficPolicy"] = json!("Local");
+            new["spec"]["ports"][0]["nodePort"] = json!(30100);
+            Ok(Decision::Write(write::prepare_update(services(), current, new, write::Part::Main, Some("test"), &meta::now_rfc3339())?))
+        })
+        .await
+        .unwrap();
+        let Written::Updated(shown) = written else { panic!("not updated") };
+        let hc = shown["spec"]["healthCheckNodePort"].as_i64().expect("a health check port is shown");
+        assert_eq!(node_port_of(&shown), 30100);
+        assert!(reservation(&s.apps[0], Slot::NodePort(30100)).await.is_none());
+        assert!(reservation(&s.apps[0], Slot::NodePort(hc)).await.is_none());
+        assert!(confirmed(&s.apps[0], Slot::NodePort(port), &uid).await);
+        let (stored, _) = s.apps[0].read_existing(services(), Some("default"), "web").await.unwrap();
+        assert_eq!(stored["spec"]["type"], "NodePort");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tcp_and_udp_sides_of_one_port_share_a_node_port_on_create() {
+        let s = servers(1, crowded()).await;
+        let mut dns = typed("dns", "NodePort");
+        dns["spec"]["ports"] = json!([{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]);
+        let dns = create(&s.apps[0], dns).await.unwrap();
+        assert_eq!(dns["spec"]["ports"][0]["nodePort"], dns["spec"]["ports"][1]["nodePort"]);
+
+        let mut lb = typed("lb", "LoadBalancer");
+        lb["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
+        let lb = create(&s.apps[0], lb).await.unwrap();
+        assert!(lb["spec"]["ports"][0].get("nodePort").is_none(), "{lb}");
     }
 }

@@ -474,28 +474,28 @@ pub async fn update(app: &App, rr: &ResourceRequest, q: &Query, headers: &Header
     let finalize = rr.subresource == Some(Subresource::Finalize);
     let wanted_rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
     let res = rr.res;
-    let written = app
-        .guaranteed_update(res, rr.namespace.as_deref(), &name, q.dry_run(), |current| {
-            let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, &name)) };
-            if let Some(rv) = &wanted_rv {
-                if current.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv.as_str()) {
-                    return Err(StatusError::conflict(res.group, res.plural, &name, "the object has been modified; please apply your changes to the latest version and try again"));
-                }
+    // Services allocate and release addresses on update: see `alloc::update_service`.
+    let written = alloc::guaranteed_update(app, res, rr.namespace.as_deref(), &name, q.dry_run(), |current| {
+        let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, &name)) };
+        if let Some(rv) = &wanted_rv {
+            if current.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv.as_str()) {
+                return Err(StatusError::conflict(res.group, res.plural, &name, "the object has been modified; please apply your changes to the latest version and try again"));
             }
-            let new = if finalize {
-                // namespaces/finalize changes only spec.finalizers.
-                let mut n = current.clone();
-                n["spec"]["finalizers"] = obj.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
-                write::prepare_update(res, current, n, Part::Main, Some(&manager), &now())?
-            } else {
-                write::prepare_update(res, current, obj.clone(), part, Some(&manager), &now())?
-            };
-            if part == Part::Main {
-                write::admission::validate_update(app, res, &new, current)?;
-            }
-            Ok(decide_after_update(res, current, new))
-        })
-        .await?;
+        }
+        let new = if finalize {
+            // namespaces/finalize changes only spec.finalizers.
+            let mut n = current.clone();
+            n["spec"]["finalizers"] = obj.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            write::prepare_update(res, current, n, Part::Main, Some(&manager), &now())?
+        } else {
+            write::prepare_update(res, current, obj.clone(), part, Some(&manager), &now())?
+        };
+        if part == Part::Main {
+            write::admission::validate_update(app, res, &new, current)?;
+        }
+        Ok(decide_after_update(res, current, new))
+    })
+    .await?;
     written_response(res, written, format, &warnings)
 }
 
@@ -657,67 +657,65 @@ pub async fn patch(app: &App, rr: &ResourceRequest, q: &Query, headers: &HeaderM
                 Err(e) => return Err(e),
             }
         }
-        let written = app
-            .guaranteed_update(res, rr.namespace.as_deref(), &name, q.dry_run(), |current| {
-                let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, &name)) };
-                let merged = patch::server_side_apply(res.definition, Some(current), &applied, &manager, force, &now()).map_err(|e| apply_error(res, &name, e))?;
-                let new = write::prepare_update(res, current, merged, part, None, &now())?;
-                if part == Part::Main {
-                    write::admission::validate_update(app, res, &new, current)?;
-                }
-                Ok(decide_after_update(res, current, new))
-            })
-            .await?;
-        return written_response(res, written, format, &warnings);
-    }
-
-    let written = app
-        .guaranteed_update(res, rr.namespace.as_deref(), &name, q.dry_run(), |current| {
+        let written = alloc::guaranteed_update(app, res, rr.namespace.as_deref(), &name, q.dry_run(), |current| {
             let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, &name)) };
-            let (base, definition) = if scale { (scale_of(res, current), "io.k8s.api.autoscaling.v1.Scale") } else { (current.clone(), res.definition) };
-            let patched = match ptype {
-                PatchType::Json => patch::json_patch(&base, &patch_doc),
-                PatchType::Merge => patch::merge_patch(&base, &patch_doc),
-                PatchType::Strategic => patch::strategic_merge_patch(definition, &base, &patch_doc),
-                PatchType::Apply => {
-                    return Err(StatusError::bad_request("apply patches are not supported on the scale subresource; use a merge patch"));
-                }
-            }
-            .map_err(|e| match e {
-                patch::PatchError::Malformed(m) => StatusError::bad_request(m),
-                patch::PatchError::Failed(m) => StatusError::invalid(res.group, res.kind, &name, vec![skiff_api::Cause { reason: "FieldValueInvalid".into(), field: "".into(), message: m }]),
-            })?;
-            if !patched.is_object() {
-                return Err(StatusError::bad_request("the patch must result in an object"));
-            }
-            // A resourceVersion in the patch is a precondition.
-            let base_rv = base.pointer("/metadata/resourceVersion");
-            let new_rv = patched.pointer("/metadata/resourceVersion");
-            if new_rv.is_some() && new_rv != base_rv && !new_rv.is_some_and(Value::is_null) {
-                return Err(StatusError::conflict(res.group, res.plural, &name, "the object has been modified; please apply your changes to the latest version and try again"));
-            }
-            if scale {
-                let replicas = patched.pointer("/spec/replicas").cloned().unwrap_or(Value::Null);
-                if !replicas.as_i64().is_some_and(|r| r >= 0) {
-                    return Err(StatusError::invalid("autoscaling", "Scale", &name, vec![skiff_api::Cause::invalid("spec.replicas", &replicas, "must be greater than or equal to 0")]));
-                }
-                let mut new = current.clone();
-                new["spec"]["replicas"] = replicas;
-                let new = write::prepare_update(res, current, new, Part::Main, Some(&manager), &now())?;
-                return Ok(decide_after_update(res, current, new));
-            }
-            let mut patched = patched;
-            check_type(res, &mut patched, res.kind, &res.api_version())?;
-            if meta::name(&patched) != name || meta::namespace(&patched) != meta::namespace(current) {
-                return Err(StatusError::invalid(res.group, res.kind, &name, vec![skiff_api::Cause::invalid("metadata.name", &json!(meta::name(&patched)), "field is immutable")]));
-            }
-            let new = write::prepare_update(res, current, patched, part, Some(&manager), &now())?;
+            let merged = patch::server_side_apply(res.definition, Some(current), &applied, &manager, force, &now()).map_err(|e| apply_error(res, &name, e))?;
+            let new = write::prepare_update(res, current, merged, part, None, &now())?;
             if part == Part::Main {
                 write::admission::validate_update(app, res, &new, current)?;
             }
             Ok(decide_after_update(res, current, new))
         })
         .await?;
+        return written_response(res, written, format, &warnings);
+    }
+
+    let written = alloc::guaranteed_update(app, res, rr.namespace.as_deref(), &name, q.dry_run(), |current| {
+        let Some(current) = current else { return Err(StatusError::not_found(res.group, res.plural, &name)) };
+        let (base, definition) = if scale { (scale_of(res, current), "io.k8s.api.autoscaling.v1.Scale") } else { (current.clone(), res.definition) };
+        let patched = match ptype {
+            PatchType::Json => patch::json_patch(&base, &patch_doc),
+            PatchType::Merge => patch::merge_patch(&base, &patch_doc),
+            PatchType::Strategic => patch::strategic_merge_patch(definition, &base, &patch_doc),
+            PatchType::Apply => {
+                return Err(StatusError::bad_request("apply patches are not supported on the scale subresource; use a merge patch"));
+            }
+        }
+        .map_err(|e| match e {
+            patch::PatchError::Malformed(m) => StatusError::bad_request(m),
+            patch::PatchError::Failed(m) => StatusError::invalid(res.group, res.kind, &name, vec![skiff_api::Cause { reason: "FieldValueInvalid".into(), field: "".into(), message: m }]),
+        })?;
+        if !patched.is_object() {
+            return Err(StatusError::bad_request("the patch must result in an object"));
+        }
+        // A resourceVersion in the patch is a precondition.
+        let base_rv = base.pointer("/metadata/resourceVersion");
+        let new_rv = patched.pointer("/metadata/resourceVersion");
+        if new_rv.is_some() && new_rv != base_rv && !new_rv.is_some_and(Value::is_null) {
+            return Err(StatusError::conflict(res.group, res.plural, &name, "the object has been modified; please apply your changes to the latest version and try again"));
+        }
+        if scale {
+            let replicas = patched.pointer("/spec/replicas").cloned().unwrap_or(Value::Null);
+            if !replicas.as_i64().is_some_and(|r| r >= 0) {
+                return Err(StatusError::invalid("autoscaling", "Scale", &name, vec![skiff_api::Cause::invalid("spec.replicas", &replicas, "must be greater than or equal to 0")]));
+            }
+            let mut new = current.clone();
+            new["spec"]["replicas"] = replicas;
+            let new = write::prepare_update(res, current, new, Part::Main, Some(&manager), &now())?;
+            return Ok(decide_after_update(res, current, new));
+        }
+        let mut patched = patched;
+        check_type(res, &mut patched, res.kind, &res.api_version())?;
+        if meta::name(&patched) != name || meta::namespace(&patched) != meta::namespace(current) {
+            return Err(StatusError::invalid(res.group, res.kind, &name, vec![skiff_api::Cause::invalid("metadata.name", &json!(meta::name(&patched)), "field is immutable")]));
+        }
+        let new = write::prepare_update(res, current, patched, part, Some(&manager), &now())?;
+        if part == Part::Main {
+            write::admission::validate_update(app, res, &new, current)?;
+        }
+        Ok(decide_after_update(res, current, new))
+    })
+    .await?;
     if scale {
         let obj = match written {
             Written::Created(v) | Written::Updated(v) | Written::Unchanged(v) | Written::Deleted(v) => v,

@@ -1,12 +1,14 @@
 //! How objects are prepared for the store on create and update: server-set metadata,
 //! status handling, generation, defaulting, validation and field ownership.
-//! [`admission`] runs the built-in admission plugins around these steps.
+//! [`admission`] runs the built-in admission plugins around these steps; `service`
+//! is the Service update strategy (fields a type change drops or keeps).
 
 use serde_json::{json, Map, Value};
 use skiff_api::pod_resources::qos_class;
 use skiff_api::{defaults, meta, patch, validation, ResourceInfo, StatusError};
 
 pub mod admission;
+pub(crate) mod service;
 
 /// Characters upstream uses for `generateName` suffixes (no vowels, no confusables).
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -160,8 +162,8 @@ pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, m
             }
         }
     }
-    if res.kind == "Service" && part == Part::Main {
-        keep_service_allocations(old, &mut obj);
+    if res.group.is_empty() && res.kind == "Service" && part == Part::Main {
+        service::prepare_update(old, &mut obj);
     }
     // Deleting objects may only lose finalizers, never gain new ones (upstream rule).
     if meta::is_deleting(old) {
@@ -208,43 +210,6 @@ pub fn prepare_update(res: &ResourceInfo, old: &Value, new: Value, part: Part, m
         patch::record_update(res.definition, Some(old), &mut obj, manager, sub, now);
     }
     Ok(obj)
-}
-
-/// Carries a Service's allocated cluster IPs and node ports over an update that does
-/// not mention them (as `kubectl replace` of an edited manifest does), and drops node
-/// ports when the type no longer uses them, as upstream's service REST does.
-fn keep_service_allocations(old: &Value, new: &mut Value) {
-    let typ = new.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
-    if typ != "ExternalName" {
-        let ip_missing = new.pointer("/spec/clusterIP").and_then(Value::as_str).is_none_or(str::is_empty);
-        let ips_missing = new.pointer("/spec/clusterIPs").and_then(Value::as_array).is_none_or(|a| a.is_empty());
-        if ip_missing && ips_missing {
-            for f in ["clusterIP", "clusterIPs"] {
-                if let Some(v) = old.pointer(&format!("/spec/{f}")) {
-                    new["spec"][f] = v.clone();
-                }
-            }
-        }
-    }
-    let uses_node_ports = matches!(typ.as_str(), "NodePort" | "LoadBalancer");
-    let old_ports: Vec<Value> = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
-    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-        for p in ports.iter_mut() {
-            if !uses_node_ports {
-                if let Some(o) = p.as_object_mut() {
-                    o.remove("nodePort");
-                }
-                continue;
-            }
-            if p.get("nodePort").is_some() {
-                continue;
-            }
-            let proto = |v: &Value| v.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string();
-            if let Some(n) = old_ports.iter().find(|o| o.get("port") == p.get("port") && proto(o) == proto(p)).and_then(|o| o.get("nodePort")) {
-                p["nodePort"] = n.clone();
-            }
-        }
-    }
 }
 
 /// Whether two versions differ in anything but managed-fields timestamps.

@@ -1,7 +1,8 @@
 //! Service networking across real nodes: pod-to-pod traffic between nodes
 //! (host-gw routes), Services as virtual IPs (the nftables proxy), cluster DNS,
-//! NodePorts, the Ingress gateway and NetworkPolicy, checked from pods with
-//! `kubectl exec` and from outside the nodes.
+//! NodePorts and load balancers, masquerading towards the API server, the Ingress
+//! gateway and NetworkPolicy, checked from pods with `kubectl exec` and from
+//! outside the nodes.
 //!
 //! Each test gets a fresh cluster of two nodes, each node a network namespace with
 //! its own containerd and agent (see `support/netns.rs`), and tears it down. Tests
@@ -613,4 +614,58 @@ spec:
     c.ok(&["delete", "networkpolicy", "db"]);
     c.wait_for("the stranger to be admitted again", Duration::from_secs(30), |_| reaches("default", "stranger", &direct));
     assert!(reaches("default", "neighbour", service));
+}
+
+#[test]
+fn a_load_balancer_service_answers_on_the_node_addresses_it_lists() {
+    let Some(c) = Cluster::start(2) else { return };
+    // Port 80 of the node addresses is the Ingress gateway's: the load balancer
+    // takes another one.
+    let yaml = Web::new("lb").service_type("LoadBalancer").on_node("node-0").yaml().replace("    port: 80\n", "    port: 8088\n");
+    c.apply(&yaml);
+    let backend = name(&c.ready_pods("app=lb", 1, POD_START)[0]);
+    let want: BTreeSet<String> = c.nodes.iter().map(|n| n.ip.clone()).collect();
+    let ips = c.wait_for_value("the Service's status to list every node", Duration::from_secs(60), |c| {
+        let svc = c.kubectl().json(&["get", "service", "lb"]);
+        let ips: BTreeSet<String> =
+            svc["status"]["loadBalancer"]["ingress"].as_array().into_iter().flatten().filter_map(|i| i["ip"].as_str()).map(str::to_string).collect();
+        if ips == want {
+            Ok(ips)
+        } else {
+            Err(svc["status"].to_string())
+        }
+    });
+    for ip in ips {
+        let addr = format!("{ip}:8088");
+        let response = c.wait_for_value(&format!("GET http://{addr}/"), Duration::from_secs(60), |_| {
+            get_with_host(&addr, "lb", "/").and_then(|r| if netns::status_code(&r) == Some(200) { Ok(r) } else { Err(r) })
+        });
+        assert!(response.ends_with(&format!("hello from {backend}\n")), "{addr}: {response}");
+    }
+}
+
+#[test]
+fn with_masquerade_outside_pods_reach_the_api_server_through_the_kubernetes_service() {
+    // The API server runs outside every node, in the root namespace, which has no
+    // route to the pods: its replies find a pod only because the pod's request
+    // left its node behind the node's address.
+    let Some(c) = Cluster::start_with(2, &["--masquerade-outside"]) else { return };
+    c.apply(&client_pod("client", "node-1"));
+    c.ready_pod("client", POD_START);
+    let env = stdout(&c.exec_in_pod("default", "client", &["env"]));
+    assert!(env.contains("KUBERNETES_SERVICE_HOST="), "{env}");
+    // busybox's TLS client gets a handshake_failure alert from the server, so the
+    // check is a TCP connection: it completes only when the server's answer comes back.
+    let host = "kubernetes.default.svc.cluster.local";
+    c.wait_for_value(&format!("a connection to {host}:443 from the pod"), Duration::from_secs(60), |c| {
+        let out = c.exec_in_pod("default", "client", &["sh", "-c", &format!("timeout 5 nc -w 3 {host} 443 < /dev/null && echo connected")]);
+        if stdout(&out).contains("connected") {
+            Ok(())
+        } else {
+            Err(format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr)))
+        }
+    });
+    // Through the Service's address from the environment too.
+    let out = c.exec_in_pod("default", "client", &["sh", "-c", "timeout 5 nc -w 3 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT < /dev/null && echo connected"]);
+    assert!(stdout(&out).contains("connected"), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
 }

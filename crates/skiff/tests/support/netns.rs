@@ -483,8 +483,8 @@ impl Cluster {
         }
     }
 
-    /// Polls `f` until it returns `Some`; on timeout, panics with the last value
-    /// `f` saw (via `last`) and the agents' logs.
+    /// Polls `f` (every 250 ms) until it returns `Ok`, and returns that value; on
+    /// timeout, panics with the last `Err` (what `f` last saw) and the agents' logs.
     pub fn wait_for_value<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Cluster) -> Result<T, String>) -> T {
         let start = Instant::now();
         loop {

@@ -75,6 +75,9 @@ fn cm(name: &str, v: &str) -> Value {
 async fn watch_resumes_from_a_resource_version_without_loss_or_duplicates() {
     let s = TestServer::start();
     let api = Api::new(&s);
+    // The server publishes kube-root-ca.crt in every namespace: wait for it, so
+    // the watch sees only this test's ConfigMaps.
+    root_ca_published(&api).await;
     let (_, first) = api.post("/api/v1/namespaces/default/configmaps", &cm("w0", "0")).await;
     let rv0 = first["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     for i in 1..=5 {

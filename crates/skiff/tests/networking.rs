@@ -313,6 +313,57 @@ fn a_cluster_ip_and_its_dns_name_reach_every_backend() {
     assert!(body.starts_with("hello from web-"), "{body}");
     let (seen, _) = batch(&c, "client", "http://web.default.svc.cluster.local/", 20);
     assert!(!seen.is_empty() && seen.is_subset(&want), "{seen:?}");
+
+    // A StatefulSet behind a headless Service: its pods have stable names, on the
+    // other node here, and the Service's name lists their addresses.
+    c.apply(&format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: db
+spec:
+  clusterIP: None
+  selector: {{app: db}}
+  ports:
+  - name: peer
+    port: 7000
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  replicas: 1
+  selector:
+    matchLabels: {{app: db}}
+  template:
+    metadata:
+      labels: {{app: db}}
+    spec:
+      nodeName: node-1
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: {BUSYBOX}
+        imagePullPolicy: Never
+        command: ["sleep", "3600"]
+"#
+    ));
+    let db0 = c.ready_pod("db-0", POD_START);
+    let db0_ip = pod_ip(&db0);
+    for fqdn in ["db-0.db.default.svc.cluster.local", "db.default.svc.cluster.local"] {
+        let answer = c.wait_for_value(&format!("nslookup {fqdn}"), Duration::from_secs(60), |c| {
+            let out = c.exec_in_pod("default", "client", &["nslookup", fqdn]);
+            let text = stdout(&out);
+            if out.status.success() && text.contains(&db0_ip) {
+                Ok(text)
+            } else {
+                Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+            }
+        });
+        assert!(answer.contains(&format!("Address: {db0_ip}")), "{fqdn}: {answer}");
+    }
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub struct NodeNet {
     pub pod_cidrs: Vec<String>,
 }
 
+/// How soon a failed datapath write is tried again when nothing else changes.
+const RETRY: Duration = Duration::from_secs(1);
+
 /// A change for the datapath task.
 enum Change {
     Service(InformerEvent<Service>),
@@ -442,7 +445,17 @@ impl Datapath {
                 nodes_dirty |= self.apply(change);
             }
             self.sync(&mut nodes_dirty, &nodes).await;
-            match rx.recv().await {
+            // What failed is tried again after a pause even if nothing else comes.
+            let pending = nodes_dirty || self.proxy.as_ref().is_some_and(|p| p.dirty()) || self.policy.as_ref().is_some_and(|p| p.dirty());
+            let next = if pending {
+                match tokio::time::timeout(RETRY, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => continue,
+                }
+            } else {
+                rx.recv().await
+            };
+            match next {
                 Some(change) => nodes_dirty |= self.apply(change),
                 None => return Ok(()),
             }
@@ -498,17 +511,14 @@ impl Datapath {
     }
 
     /// Writes what changed. Failures are logged and retried with the next change
-    /// or after a short pause, so one bad transaction does not stop the node.
+    /// or after [`RETRY`], so one bad transaction does not stop the node.
     async fn sync(&mut self, nodes_dirty: &mut bool, nodes: &skiff_client::Store<Node>) {
         if let Some(p) = &mut self.proxy {
             if p.dirty() {
                 let started = Instant::now();
                 match p.sync().await {
                     Ok(stats) => tracing::debug!(services = stats.services_changed, took = ?started.elapsed(), "service rules synced"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "syncing service rules failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                    Err(e) => tracing::warn!(error = %e, "syncing service rules failed; retrying"),
                 }
             }
         }
@@ -516,7 +526,6 @@ impl Datapath {
             if e.dirty() {
                 if let Err(err) = e.sync().await {
                     tracing::warn!(error = %err, "syncing network policy failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }

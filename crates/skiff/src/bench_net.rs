@@ -945,33 +945,33 @@ async fn internal_probe() -> anyhow::Result<()> {
 async fn internal_serve(addr: SocketAddr, body: &str, lifetime: Duration) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let response: Arc<[u8]> = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes().into();
-    let serve = async {
-        loop {
-            let (mut stream, _) = listener.accept().await?;
-            let response = response.clone();
-            tokio::spawn(async move {
-                let _ = stream.set_nodelay(true);
-                let mut buf = Vec::with_capacity(4096);
-                loop {
-                    while let Some(end) = find(&buf, b"\r\n\r\n") {
-                        let close = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase().contains("connection: close");
-                        buf.drain(..end + 4);
-                        if stream.write_all(&response).await.is_err() || close {
-                            return;
-                        }
-                    }
-                    if buf.len() > MAX_HEAD || fill(&mut stream, &mut buf).await.is_err() {
+    match tokio::time::timeout(lifetime, accept_loop(listener, response)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Serves every connection `listener` accepts with `response` for each request head.
+async fn accept_loop(listener: tokio::net::TcpListener, response: Arc<[u8]>) -> std::io::Result<()> {
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        let response = response.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut buf = Vec::with_capacity(4096);
+            loop {
+                while let Some(end) = find(&buf, b"\r\n\r\n") {
+                    let close = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase().contains("connection: close");
+                    buf.drain(..end + 4);
+                    if stream.write_all(&response).await.is_err() || close {
                         return;
                     }
                 }
-            });
-        }
-        #[allow(unreachable_code)]
-        anyhow::Ok(())
-    };
-    match tokio::time::timeout(lifetime, serve).await {
-        Ok(r) => r,
-        Err(_) => Ok(()),
+                if buf.len() > MAX_HEAD || fill(&mut stream, &mut buf).await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 }
 
@@ -1846,6 +1846,7 @@ async fn check_routing(what: &str, addr: SocketAddrV4, bodies: &[String]) -> any
 async fn ingress_part(ctx: &Ctx, summary: &mut Summary) -> anyhow::Result<()> {
     let loopbacks = [Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
     let port = free_port(&loopbacks)?;
+    let direct_addr = SocketAddrV4::new(loopbacks[0], port);
     let backends: Vec<SocketAddr> = loopbacks.iter().map(|ip| SocketAddr::from((*ip, port))).collect();
     let bodies: Vec<String> = (0..backends.len()).map(|i| format!("l{i}")).collect();
     // Declared first, dropped last: the proxies stop before their backends.
@@ -1915,10 +1916,6 @@ async fn ingress_part(ctx: &Ctx, summary: &mut Summary) -> anyhow::Result<()> {
     }
 
     let path = format!("{INGRESS_PATH}/");
-    let direct_addr = match backends[0] {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(_) => unreachable!("the backends are IPv4 loopback addresses"),
-    };
     let direct = load(ctx, None, &Target::new(direct_addr, Some(INGRESS_HOST), &path)).await?;
     direct.check("backend l0 directly")?;
     figure("baseline", format!("backend l0 {direct_addr} directly"), direct.line());

@@ -225,27 +225,7 @@ impl Drop for Cluster {
         if let Some(containerd) = self.containerd.take() {
             let socket = containerd.socket().to_path_buf();
             self.rt.block_on(async {
-                use skiff_agent::runtime::Runtime;
-                if let Ok(cri) = skiff_agent::runtime::cri::CriRuntime::connect(&socket).await {
-                    // A create the killed agent left in flight may land after a
-                    // first sweep, so sweep until nothing is left.
-                    for _ in 0..10 {
-                        let containers = cri.list_containers(None).await.unwrap_or_default();
-                        let sandboxes = cri.list_sandboxes().await.unwrap_or_default();
-                        if containers.is_empty() && sandboxes.is_empty() {
-                            break;
-                        }
-                        for c in containers {
-                            let _ = cri.stop_container(&c.id, Duration::from_secs(0)).await;
-                            let _ = cri.remove_container(&c.id).await;
-                        }
-                        for s in sandboxes {
-                            let _ = cri.stop_sandbox(&s.id).await;
-                            let _ = cri.remove_sandbox(&s.id).await;
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
+                support::sweep_runtime(&socket).await;
                 containerd.stop().await;
             });
         }

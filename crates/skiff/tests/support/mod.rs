@@ -366,3 +366,27 @@ fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
         }
     }
 }
+
+/// Stops and removes every container and pod sandbox of the containerd on
+/// `socket`. A create a killed agent left in flight may land after a first sweep,
+/// so it sweeps until nothing is left (at most ten times).
+pub async fn sweep_runtime(socket: &Path) {
+    use skiff_agent::runtime::Runtime;
+    let Ok(cri) = skiff_agent::runtime::cri::CriRuntime::connect(socket).await else { return };
+    for _ in 0..10 {
+        let containers = cri.list_containers(None).await.unwrap_or_default();
+        let sandboxes = cri.list_sandboxes().await.unwrap_or_default();
+        if containers.is_empty() && sandboxes.is_empty() {
+            break;
+        }
+        for c in containers {
+            let _ = cri.stop_container(&c.id, Duration::from_secs(0)).await;
+            let _ = cri.remove_container(&c.id).await;
+        }
+        for s in sandboxes {
+            let _ = cri.stop_sandbox(&s.id).await;
+            let _ = cri.remove_sandbox(&s.id).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -556,26 +556,7 @@ impl Cluster {
         let socket = self.nodes[i].socket.clone();
         if let Some(mut containerd) = self.nodes[i].containerd.take() {
             if matches!(containerd.try_wait(), Ok(None)) {
-                self.rt.block_on(async {
-                    use skiff_agent::runtime::Runtime;
-                    let Ok(cri) = skiff_agent::runtime::cri::CriRuntime::connect(&socket).await else { return };
-                    for _ in 0..10 {
-                        let containers = cri.list_containers(None).await.unwrap_or_default();
-                        let sandboxes = cri.list_sandboxes().await.unwrap_or_default();
-                        if containers.is_empty() && sandboxes.is_empty() {
-                            break;
-                        }
-                        for c in containers {
-                            let _ = cri.stop_container(&c.id, Duration::from_secs(0)).await;
-                            let _ = cri.remove_container(&c.id).await;
-                        }
-                        for s in sandboxes {
-                            let _ = cri.stop_sandbox(&s.id).await;
-                            let _ = cri.remove_sandbox(&s.id).await;
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                });
+                self.rt.block_on(crate::support::sweep_runtime(&socket));
             }
             stop_child(&mut containerd, Duration::from_secs(10));
         }

@@ -118,9 +118,10 @@ pub struct NetworkArgs {
     #[arg(long, default_value = DEFAULT_CLUSTER_CIDR)]
     pub cluster_cidr: String,
     /// Masquerade pod traffic that leaves the cluster CIDR behind the node's
-    /// address, so pods reach the outside (off: pods reach only the cluster).
-    #[arg(long)]
-    pub masquerade_outside: bool,
+    /// address, so pods reach the outside; `=false` keeps pods inside the cluster.
+    /// Default: off for `skiff agent`, on for `skiff up`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub masquerade_outside: Option<bool>,
     /// Leave Services and NetworkPolicy out of the node's datapath (no nftables
     /// table); pods still get addresses and routes.
     #[arg(long)]
@@ -154,7 +155,7 @@ impl NetworkArgs {
         Ok(NetworkConfig {
             bridge: bridge.to_string(),
             cluster_cidr: Some(cluster_cidr),
-            masquerade_outside: self.masquerade_outside,
+            masquerade_outside: self.masquerade_outside.unwrap_or(false),
             service_proxy: !self.no_service_proxy,
             routes: true,
             dns: (!self.no_dns).then(|| DnsOptions { cluster_domain: cluster_domain.to_string(), upstreams, port: 53 }),

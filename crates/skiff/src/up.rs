@@ -143,9 +143,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         cluster_domain: args.cluster_domain.clone(),
         cni_bridge: skiff_agent::kubelet::POD_BRIDGE.to_string(),
         pod_cidr: None,
-        // A single machine's pods reach the outside through it, as on any
-        // laptop cluster.
-        network: Some(NetworkConfig { masquerade_outside: true, ..args.network.config(skiff_agent::kubelet::POD_BRIDGE, &args.cluster_domain)? }),
+        // A single machine's pods reach the outside through it unless told
+        // otherwise, as on any laptop cluster.
+        network: Some(NetworkConfig {
+            masquerade_outside: args.network.masquerade_outside.unwrap_or(true),
+            ..args.network.config(skiff_agent::kubelet::POD_BRIDGE, &args.cluster_domain)?
+        }),
     };
     let config = agent::kubelet_config(&node, &agent_dir, &ca_pem, chosen.runtimes);
     let node_client = client(&server, read(&data_dir.join("node-token"))?, &ca_pem)?;

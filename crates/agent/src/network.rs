@@ -84,21 +84,6 @@ enum Change {
     Nodes,
 }
 
-/// Parses `a.b.c.d/n`.
-pub fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (ip, len) = s.split_once('/')?;
-    let ip: Ipv4Addr = ip.parse().ok()?;
-    let len: u8 = len.parse().ok()?;
-    (len <= 32).then_some((ip, len))
-}
-
-/// The first address of a CIDR: the pods' gateway (the CNI bridge plugin's
-/// default too).
-pub fn gateway_of(cidr: (Ipv4Addr, u8)) -> Ipv4Addr {
-    let mask = if cidr.1 == 0 { 0 } else { u32::MAX << (32 - cidr.1) };
-    Ipv4Addr::from((u32::from(cidr.0) & mask) + 1)
-}
-
 /// The kube-dns Service's cluster IP: the nameserver of pods with dnsPolicy
 /// ClusterFirst when `--cluster-dns` is not given. The server creates the Service
 /// at its start; without it (after 30 s) pods get the host's resolvers.
@@ -134,11 +119,11 @@ pub async fn run(client: Client, cfg: NetworkConfig, node: NodeNet) -> anyhow::R
     let pod_cidr = node
         .pod_cidrs
         .iter()
-        .find_map(|c| parse_cidr(c))
+        .find_map(|c| skiff_net::Cidr::parse(c))
         .ok_or_else(|| anyhow::anyhow!("node {} has no IPv4 podCIDR", node.name))?;
-    let gateway = gateway_of(pod_cidr);
+    let gateway = pod_cidr.first_host();
     skiff_net::routes::enable_forwarding().map_err(|e| anyhow::anyhow!("enabling IPv4 forwarding: {e}"))?;
-    skiff_net::routes::ensure_bridge(&cfg.bridge, gateway, pod_cidr.1)
+    skiff_net::routes::ensure_bridge(&cfg.bridge, gateway, pod_cidr.prefix)
         .await
         .map_err(|e| anyhow::anyhow!("creating the pod bridge {}: {e}", cfg.bridge))?;
     // Pods may reach services whose endpoint is on the node's loopback (the API
@@ -645,14 +630,6 @@ async fn label_gateway_node(client: Client, name: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_gateway_is_the_first_address_of_the_pod_cidr() {
-        assert_eq!(gateway_of(parse_cidr("10.244.3.0/24").unwrap()), Ipv4Addr::new(10, 244, 3, 1));
-        assert_eq!(gateway_of(parse_cidr("10.244.3.77/24").unwrap()), Ipv4Addr::new(10, 244, 3, 1));
-        assert_eq!(parse_cidr("10.244.3.0/33"), None);
-        assert_eq!(parse_cidr("fd00::/64"), None);
-    }
 
     #[test]
     fn the_dns_slice_points_the_kube_dns_service_at_this_node() {

@@ -11,7 +11,10 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod cidr;
 pub mod nft;
 pub mod policy;
 pub mod proxy;
 pub mod routes;
+
+pub use cidr::Cidr;

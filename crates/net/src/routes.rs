@@ -261,16 +261,7 @@ fn pod_cidrs(node: &Node) -> Vec<(Ipv4Addr, u8)> {
     let spec = node.spec.as_ref();
     let listed = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
     let cidrs = if listed.is_empty() { spec.and_then(|s| s.pod_cidr.clone()).into_iter().collect() } else { listed };
-    cidrs.iter().filter_map(|c| parse_cidr(c)).collect()
-}
-
-/// `a.b.c.d/len` as its network address and length; `None` for IPv6 and garbage.
-fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (addr, len) = s.split_once('/')?;
-    let addr: Ipv4Addr = addr.parse().ok()?;
-    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Some((Ipv4Addr::from(u32::from(addr) & mask), len))
+    cidrs.iter().filter_map(|c| crate::Cidr::parse(c)).map(|c| (c.addr, c.prefix)).collect()
 }
 
 /// The node's first IPv4 `InternalIP`.

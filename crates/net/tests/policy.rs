@@ -38,7 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 #[test]
 #[ignore = "a helper the tests run inside their network namespaces"]
 fn netns_helper() {
-    let Ok(role) = std::env::var(HELPER_ENV) else { return };
+    // Not a test of its own: started by the tests below, inside a pod namespace, with
+    // its role in the environment. Run by hand it fails rather than pass doing nothing.
+    let role = std::env::var(HELPER_ENV).unwrap_or_else(|_| panic!("netns_helper runs only when a policy test starts it ({HELPER_ENV} is unset)"));
     if let Some(ports) = role.strip_prefix("serve:") {
         for port in ports.split(',') {
             let listener = TcpListener::bind(("0.0.0.0", port.parse::<u16>().unwrap())).unwrap();

@@ -7,8 +7,10 @@
 //! the namespace's name in [`NETNS_ENV`]; the inner test does the work and checks the kernel
 //! with `ip -j`, and its exit status is the outer test's verdict.
 //!
-//! The inner tests are `#[ignore]`d and refuse to run unless the process really sits in the
-//! namespace the variable names, so running ignored tests by hand can never change the host.
+//! The inner tests are `#[ignore]`d, so a plain `cargo test` runs them only through their
+//! outer tests (which check that they passed), and they fail unless the process really sits
+//! in the namespace the variable names, so running ignored tests by hand can never change
+//! the host.
 //! A guard deletes the namespace however the outer test ends.
 
 use std::collections::BTreeSet;
@@ -82,15 +84,14 @@ fn run_ip(args: &[&str]) {
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
-/// True when this process runs inside the namespace [`NETNS_ENV`] names; false when the
-/// variable is unset (the inner test was not started by its outer test).
-fn inside_test_netns() -> bool {
-    let Ok(name) = std::env::var(NETNS_ENV) else { return false };
+/// Checks that this process runs inside the namespace [`NETNS_ENV`] names. An inner test
+/// started by hand (the variable unset) fails rather than pass doing nothing.
+fn assert_inside_test_netns() {
+    let name = std::env::var(NETNS_ENV).unwrap_or_else(|_| panic!("inner tests run only when their outer test starts them ({NETNS_ENV} is unset)"));
     assert!(name.starts_with("skr"), "not a test namespace: {name}");
     let ours = std::fs::metadata("/proc/self/ns/net").expect("own netns");
     let theirs = std::fs::metadata(format!("/run/netns/{name}")).expect("test netns");
     assert_eq!((ours.dev(), ours.ino()), (theirs.dev(), theirs.ino()), "not inside {name}; refusing to touch this namespace");
-    true
 }
 
 /// `ip -j ARGS` in the current namespace.
@@ -152,9 +153,7 @@ fn host_gw_routes_follow_the_nodes() {
 #[tokio::test]
 #[ignore = "runs inside a namespace made by host_gw_routes_follow_the_nodes"]
 async fn inner_host_gw_routes() {
-    if !inside_test_netns() {
-        return;
-    }
+    assert_inside_test_netns();
     let me = node("n1", json!(["10.244.1.0/24"]), "192.168.77.1");
     let mut routes = RouteManager::new("n1").await.unwrap();
     routes
@@ -216,9 +215,7 @@ fn bridge_state(name: &str) -> (Vec<String>, bool) {
 #[tokio::test]
 #[ignore = "runs inside a namespace made by the_pod_bridge_is_created_or_adopted_with_the_gateway_address"]
 async fn inner_pod_bridge() {
-    if !inside_test_netns() {
-        return;
-    }
+    assert_inside_test_netns();
     let gw: Ipv4Addr = "10.244.1.1".parse().unwrap();
     ensure_bridge("skbr0", gw, 24).await.unwrap();
     assert_eq!(bridge_state("skbr0"), (vec!["10.244.1.1/24".to_string()], true));
@@ -258,9 +255,7 @@ fn forwarding_sysctls_are_switched_on() {
 #[test]
 #[ignore = "runs inside a namespace made by forwarding_sysctls_are_switched_on"]
 fn inner_forwarding_sysctls() {
-    if !inside_test_netns() {
-        return;
-    }
+    assert_inside_test_netns();
     let paths = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/bridge/bridge-nf-call-iptables"];
     for path in paths {
         std::fs::write(path, "0").unwrap();

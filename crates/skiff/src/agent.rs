@@ -147,7 +147,8 @@ pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
 impl NetworkArgs {
     /// The network a real node runs, from these flags.
     pub fn config(&self, bridge: &str, cluster_domain: &str) -> anyhow::Result<NetworkConfig> {
-        let cluster_cidr = skiff_agent::network::parse_cidr(&self.cluster_cidr)
+        let cluster_cidr = skiff_net::Cidr::parse(&self.cluster_cidr)
+            .map(|c| (c.addr, c.prefix))
             .with_context(|| format!("--cluster-cidr {:?} must be an IPv4 CIDR like 10.244.0.0/16", self.cluster_cidr))?;
         let upstreams = dns_upstreams(&self.dns_upstream)?;
         let ingress = (self.ingress_http_port != 0 || self.ingress_https_port != 0)

@@ -112,7 +112,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     control_plane.spawn(skiff_scheduler::run(admin.clone(), skiff_scheduler::SchedulerConfig::default()));
     control_plane.spawn(skiff_controllers::run(admin.clone(), skiff_controllers::ControllersConfig {
         service_cidr: crate::server::parse_cidr(&args.service_cidr).ok(),
-        cluster_cidr: skiff_agent::network::parse_cidr(&args.network.cluster_cidr),
+        cluster_cidr: skiff_net::Cidr::parse(&args.network.cluster_cidr).map(|c| (c.addr, c.prefix)),
         ..Default::default()
     }));
     ensure_process_runtime_class(&admin).await?;

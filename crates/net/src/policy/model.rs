@@ -286,14 +286,7 @@ fn port(p: &NetworkPolicyPort) -> Option<PortMatch> {
 
 /// Parses `a.b.c.d/len` into the inclusive range of addresses it covers.
 pub(crate) fn parse_cidr(s: &str) -> Option<(u32, u32)> {
-    let (addr, len) = s.split_once('/')?;
-    let addr = u32::from(addr.parse::<Ipv4Addr>().ok()?);
-    let len: u32 = len.parse().ok()?;
-    if len > 32 {
-        return None;
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Some((addr & mask, (addr & mask) | !mask))
+    crate::Cidr::parse(s).map(|c| c.range())
 }
 
 /// An ipBlock as the ranges it allows: `cidr` minus every `except`. IPv6 blocks (and blocks

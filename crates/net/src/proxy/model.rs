@@ -10,6 +10,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Service;
+
+pub use crate::cidr::Cidr;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// The label tying an EndpointSlice to its Service.
@@ -80,45 +82,6 @@ pub struct ServicePortName {
 impl fmt::Display for ServicePortName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.service, self.port)
-    }
-}
-
-/// An IPv4 network in CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `a.b.c.d/n` (or a bare address, as /32); `None` for IPv6 or garbage.
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let s = s.trim();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, p.parse::<u8>().ok()?),
-            None => (s, 32),
-        };
-        let addr: Ipv4Addr = addr.parse().ok()?;
-        (prefix <= 32).then(|| Cidr { addr, prefix }.network())
-    }
-
-    /// The network address (host bits cleared), so `10.0.0.1/8` prints as `10.0.0.0/8`.
-    pub fn network(self) -> Cidr {
-        Cidr { addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()), prefix: self.prefix }
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
-    }
-
-    fn mask(&self) -> u32 {
-        if self.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix)) }
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -203,7 +166,7 @@ pub fn parse_service(svc: &Service) -> Vec<ServicePortInfo> {
         .load_balancer_source_ranges
         .iter()
         .flatten()
-        .filter_map(|r| Cidr::parse(r))
+        .filter_map(|r| Cidr::parse_or_address(r))
         .collect();
     let internal_policy_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let etp_local = spec.external_traffic_policy.as_deref() == Some("Local");

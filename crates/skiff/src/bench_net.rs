@@ -1792,6 +1792,27 @@ fn ingress_class() -> IngressClass {
     .expect("an IngressClass literal")
 }
 
+/// The gateway on an ephemeral loopback port, routing the benchmark's Ingress to
+/// `backends` at `port`; with its address.
+async fn start_gateway(backends: &[Ipv4Addr; 2], port: u16) -> anyhow::Result<(skiff_gateway::Gateway, SocketAddrV4)> {
+    let cfg = skiff_gateway::GatewayConfig {
+        http: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+        https: None,
+        class_name: "skiff".into(),
+        controller: "skiff.io/ingress".into(),
+    };
+    let routes = skiff_gateway::Routes::new(&cfg);
+    routes.apply_ingress_class(&ingress_class());
+    routes.apply_service(&service("web", Some(WEB_IP), 80, json!("http")));
+    routes.apply_slice(&slice("web-abcde", "web", &backends.map(|ip| (ip, true)), port));
+    routes.apply_ingress(&ingress());
+    let gateway = skiff_gateway::Gateway::start(cfg, routes).await.map_err(|e| anyhow::anyhow!("starting the gateway: {e}"))?;
+    match gateway.http_addr().context("the gateway has no HTTP listener")? {
+        SocketAddr::V4(a) => Ok((gateway, a)),
+        SocketAddr::V6(a) => bail!("the gateway listens on {a}, not IPv4 loopback"),
+    }
+}
+
 fn ingress() -> Ingress {
     serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
@@ -1856,22 +1877,7 @@ async fn ingress_part(ctx: &Ctx, summary: &mut Summary) -> anyhow::Result<()> {
         wait_listening(servers.last_mut().expect("just pushed"), *addr).await?;
     }
 
-    let cfg = skiff_gateway::GatewayConfig {
-        http: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
-        https: None,
-        class_name: "skiff".into(),
-        controller: "skiff.io/ingress".into(),
-    };
-    let routes = skiff_gateway::Routes::new(&cfg);
-    routes.apply_ingress_class(&ingress_class());
-    routes.apply_service(&service("web", Some(WEB_IP), 80, json!("http")));
-    routes.apply_slice(&slice("web-abcde", "web", &loopbacks.map(|ip| (ip, true)), port));
-    routes.apply_ingress(&ingress());
-    let gateway = skiff_gateway::Gateway::start(cfg, routes).await.map_err(|e| anyhow::anyhow!("starting the gateway: {e}"))?;
-    let gateway_addr = match gateway.http_addr().context("the gateway has no HTTP listener")? {
-        SocketAddr::V4(a) => a,
-        SocketAddr::V6(a) => bail!("the gateway listens on {a}, not IPv4 loopback"),
-    };
+    let (gateway, gateway_addr) = start_gateway(&loopbacks, port).await?;
     check_routing("the gateway", gateway_addr, &bodies).await?;
 
     let mut proxies: Vec<(&str, SocketAddrV4)> = Vec::new();
@@ -2200,19 +2206,7 @@ Transfer/sec:     10.50MB
                 tokio::spawn(async move { internal_serve(addr, &format!("l{i}\n"), Duration::from_secs(20)).await })
             })
             .collect();
-        let cfg = skiff_gateway::GatewayConfig {
-            http: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
-            https: None,
-            class_name: "skiff".into(),
-            controller: "skiff.io/ingress".into(),
-        };
-        let routes = skiff_gateway::Routes::new(&cfg);
-        routes.apply_ingress_class(&ingress_class());
-        routes.apply_service(&service("web", Some(WEB_IP), 80, json!("http")));
-        routes.apply_slice(&slice("web-abcde", "web", &loopbacks.map(|ip| (ip, true)), port));
-        routes.apply_ingress(&ingress());
-        let gateway = skiff_gateway::Gateway::start(cfg, routes).await.unwrap();
-        let SocketAddr::V4(addr) = gateway.http_addr().unwrap() else { panic!("not IPv4") };
+        let (gateway, addr) = start_gateway(&loopbacks, port).await.unwrap();
         let bodies = vec!["l0".to_string(), "l1".to_string()];
         let deadline = Instant::now() + Duration::from_secs(5);
         while TcpStream::connect(loopbacks[1].to_string() + ":" + &port.to_string()).await.is_err() && Instant::now() < deadline {

@@ -324,28 +324,15 @@ struct Informers {
 
 impl Informers {
     fn new(client: &Client) -> Informers {
-        fn all<K>(client: &Client) -> Informer<K>
-        where
-            K: k8s_openapi::Resource
-                + k8s_openapi::Metadata<Ty = ObjectMeta>
-                + serde::de::DeserializeOwned
-                + serde::Serialize
-                + Clone
-                + Send
-                + Sync
-                + 'static,
-        {
-            Informer::new(Api::all(client), ListParams::default())
-        }
         Informers {
-            services: all(client),
-            slices: all(client),
-            nodes: all(client),
-            pods: all(client),
-            namespaces: all(client),
-            policies: all(client),
-            ingresses: all(client),
-            ingress_classes: all(client),
+            services: Informer::all(client),
+            slices: Informer::all(client),
+            nodes: Informer::all(client),
+            pods: Informer::all(client),
+            namespaces: Informer::all(client),
+            policies: Informer::all(client),
+            ingresses: Informer::all(client),
+            ingress_classes: Informer::all(client),
             tls_secrets: Informer::new(
                 Api::all(client),
                 ListParams { field_selector: Some("type=kubernetes.io/tls".into()), ..ListParams::default() },

@@ -201,6 +201,11 @@ impl<K> Informer<K>
 where
     K: Resource + Metadata<Ty = ObjectMeta> + DeserializeOwned + Serialize + Clone + Send + Sync + 'static,
 {
+    /// An informer on every object of the kind, cluster-wide.
+    pub fn all(client: &crate::Client) -> Informer<K> {
+        Informer::new(Api::all(client), ListParams::default())
+    }
+
     pub fn new(api: Api<K>, params: ListParams) -> Informer<K> {
         let shared = Shared {
             api,

@@ -80,41 +80,28 @@ impl Context {
     }
 
     pub fn with_config(client: Client, config: ControllersConfig) -> Context {
-        fn all<K>(client: &Client) -> Informer<K>
-        where
-            K: k8s_openapi::Resource
-                + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>
-                + serde::de::DeserializeOwned
-                + serde::Serialize
-                + Clone
-                + Send
-                + Sync
-                + 'static,
-        {
-            Informer::new(Api::all(client), ListParams::default())
-        }
         Context {
-            pods: all(&client),
-            nodes: all(&client),
-            namespaces: all(&client),
-            services: all(&client),
-            endpoints: all(&client),
-            endpoint_slices: all(&client),
-            service_accounts: all(&client),
-            replica_sets: all(&client),
-            deployments: all(&client),
-            stateful_sets: all(&client),
-            daemon_sets: all(&client),
-            controller_revisions: all(&client),
-            jobs: all(&client),
-            cron_jobs: all(&client),
-            pvcs: all(&client),
-            pdbs: all(&client),
-            resource_quotas: all(&client),
-            limit_ranges: all(&client),
+            pods: Informer::all(&client),
+            nodes: Informer::all(&client),
+            namespaces: Informer::all(&client),
+            services: Informer::all(&client),
+            endpoints: Informer::all(&client),
+            endpoint_slices: Informer::all(&client),
+            service_accounts: Informer::all(&client),
+            replica_sets: Informer::all(&client),
+            deployments: Informer::all(&client),
+            stateful_sets: Informer::all(&client),
+            daemon_sets: Informer::all(&client),
+            controller_revisions: Informer::all(&client),
+            jobs: Informer::all(&client),
+            cron_jobs: Informer::all(&client),
+            pvcs: Informer::all(&client),
+            pdbs: Informer::all(&client),
+            resource_quotas: Informer::all(&client),
+            limit_ranges: Informer::all(&client),
             node_leases: Informer::new(Api::namespaced(&client, "kube-node-lease"), ListParams::default()),
-            ingresses: all(&client),
-            ingress_classes: all(&client),
+            ingresses: Informer::all(&client),
+            ingress_classes: Informer::all(&client),
             config: Arc::new(config),
             client,
         }
